@@ -1,0 +1,125 @@
+"""The event store: eventsourcing's PostgreSQL recorder plus idempotency records and an append-only guard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from infra.settings import Settings
+
+# eventsourcing names the table after the Application ("Bazaar" → bazaar_events).
+EVENTS_TABLE = "bazaar_events"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A response to remember under a client's key, completed with the log positions once inserted."""
+
+    key: str
+    principal: str
+    request_hash: str
+    event_count: int
+    response: dict[str, Any]
+
+
+class BazaarRecorder(PostgresApplicationRecorder):
+    """Writes idempotency records in the same transaction as the events they answer for."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.events_table_name)
+        self.idempotency_table = Identifier(f"{self.events_table_name}_idempotency")
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {schema}.{idem} ("
+                    " principal text NOT NULL, key text NOT NULL, request_hash text NOT NULL,"
+                    " response jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
+                    " PRIMARY KEY (principal, key))"
+                ).format(schema=schema, idem=self.idempotency_table),
+                # The log is immutable in the database itself, whoever connects.
+                SQL(
+                    "CREATE OR REPLACE FUNCTION {schema}.bazaar_refuse_change() RETURNS trigger"
+                    " LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION"
+                    " 'the event log is append-only: % refused on %', TG_OP, TG_TABLE_NAME"
+                    " USING ERRCODE = 'insufficient_privilege'; END $$"
+                ).format(schema=schema),
+                SQL(
+                    "CREATE OR REPLACE TRIGGER bazaar_events_append_only"
+                    " BEFORE UPDATE OR DELETE OR TRUNCATE ON {schema}.{table}"
+                    " FOR EACH STATEMENT EXECUTE FUNCTION {schema}.bazaar_refuse_change()"
+                ).format(schema=schema, table=table),
+            ]
+        )
+
+    def _fetch_ids_after_insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        records: Sequence[IdempotencyRecord] = kwargs.get("idempotency") or ()
+        if records and ids is not None:
+            self._insert_idempotency(curs, records, ids)
+        return ids
+
+    def _insert_idempotency(
+        self, curs: Cursor[DictRow], records: Sequence[IdempotencyRecord], ids: Sequence[int]
+    ) -> None:
+        offsets = batch_offsets(records)
+        statement = SQL(
+            "INSERT INTO {schema}.{idem} (principal, key, request_hash, response) VALUES (%s, %s, %s, %s)"
+        ).format(schema=Identifier(self.datastore.schema), idem=self.idempotency_table)
+        rows = []
+        for record, (start, count) in zip(records, offsets, strict=True):
+            if record.key:
+                response = {**record.response, "positions": list(ids[start : start + count])}
+                rows.append((record.principal, record.key, record.request_hash, json.dumps(response)))
+        if rows:
+            curs.executemany(statement, rows)
+
+    def find_idempotent_response(self, principal: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The (request hash, response) stored under a key, if a command with it was committed."""
+        statement = SQL("SELECT request_hash, response FROM {schema}.{idem} WHERE principal=%s AND key=%s").format(
+            schema=Identifier(self.datastore.schema), idem=self.idempotency_table
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (principal, key))
+            row = curs.fetchone()
+        return (row["request_hash"], row["response"]) if row else None
+
+
+def batch_offsets(records: Sequence[IdempotencyRecord]) -> list[tuple[int, int]]:
+    """(first index, count) of each command's events within one batch insert."""
+    offsets, start = [], 0
+    for record in records:
+        offsets.append((start, record.event_count))
+        start += record.event_count
+    return offsets
+
+
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing's own settings, derived from ours (it reads a plain mapping, not the environment)."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "APPLICATION_RECORDER_TOPIC": f"{BazaarRecorder.__module__}:{BazaarRecorder.__qualname__}",
+        "POSTGRES_DBNAME": settings.pg_dbname,
+        "POSTGRES_HOST": settings.pg_host,
+        "POSTGRES_PORT": str(settings.pg_port),
+        "POSTGRES_USER": settings.pg_user,
+        "POSTGRES_PASSWORD": settings.pg_password,
+        "POSTGRES_POOL_SIZE": str(settings.pg_pool_size),
+        "POSTGRES_MAX_OVERFLOW": "10",
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+    }

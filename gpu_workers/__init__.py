@@ -1,0 +1,1 @@
+"""Bazaar gpu_workers layer."""

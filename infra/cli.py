@@ -1,0 +1,99 @@
+"""`bazaar`: the one command-line entry point; each sub-command imports its layer lazily."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.services.base import ServiceState
+from infra.settings import get_settings
+
+app = typer.Typer(help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _state_table(rows: list[ServiceState]) -> Table:
+    table = Table(title="Bazaar services")
+    for column in ("service", "address", "version", "state", "log"):
+        table.add_column(column)
+    for row in rows:
+        colour = "green" if row.up else "red"
+        table.add_row(row.name, row.address, row.version, f"[{colour}]{row.state}[/]", str(row.log_file or ""))
+    return table
+
+
+def _all_states() -> list[ServiceState]:
+    from infra.processes import platform_processes, process_state
+    from infra.services.registry import local_services, states
+
+    settings = get_settings()
+    rows = states(local_services(settings)) if settings.manage_services else []
+    return rows + [process_state(settings, proc) for proc in platform_processes(settings)]
+
+
+@app.command()
+def up(services_only: bool = typer.Option(False, help="Start the stores but no platform process.")) -> None:
+    """Install what is missing, start every service and platform process, print their state."""
+    from infra.adapters.kafka import ensure_topics
+    from infra.processes import platform_processes, start_process
+    from infra.services.base import ServiceStartError
+    from infra.services.registry import install_all, local_services, start_all
+
+    settings = get_settings()
+    began = time.monotonic()
+    if settings.manage_services:
+        services = local_services(settings)
+        with console.status("installing services") as status:
+            install_all(services, lambda step: status.update(step))
+        with console.status("starting PostgreSQL, Redis, Kafka, OpenSearch"):
+            errors = start_all(services)
+        for error in errors:
+            console.print(f"[red]{error}[/]")
+        if errors:
+            raise typer.Exit(1)
+    ensure_topics(settings)
+    if not services_only:
+        for proc in platform_processes(settings):
+            try:
+                with console.status(f"starting {proc.name}"):
+                    start_process(settings, proc)
+            except ServiceStartError as error:
+                console.print(f"[red]{error}[/]")
+                raise typer.Exit(1) from error
+    console.print(_state_table(_all_states()))
+    console.print(f"up in {time.monotonic() - began:.1f}s")
+
+
+@app.command()
+def down() -> None:
+    """Stop the platform processes, then the services."""
+    from infra.processes import platform_processes, stop_process
+    from infra.services.registry import local_services, stop_all
+
+    settings = get_settings()
+    for proc in reversed(platform_processes(settings)):
+        stop_process(settings, proc)
+    if settings.manage_services:
+        stop_all(local_services(settings))
+    console.print("stopped")
+
+
+@app.command()
+def status() -> None:
+    """Show every service and process; exit 1 when any is down."""
+    rows = _all_states()
+    console.print(_state_table(rows))
+    if not all(row.up for row in rows):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Local real services started without Docker: PostgreSQL, Redis, Kafka, OpenSearch."""

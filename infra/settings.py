@@ -1,0 +1,83 @@
+"""The one place that reads the environment: every setting is `BAZAAR_<NAME>`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Hosts, ports and paths of every service and platform process."""
+
+    model_config = SettingsConfigDict(env_prefix="BAZAAR_", extra="ignore")
+
+    # Where local services keep data, logs, pid files and the jar cache (git-ignored).
+    home: Path = REPO_ROOT / ".bazaar"
+    # False when every adapter points at remote clusters: `./run up` then starts nothing.
+    manage_services: bool = True
+    bind_host: str = "127.0.0.1"
+
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_user: str = "postgres"
+    pg_password: str = ""
+    pg_dbname: str = "bazaar"
+    pg_pool_size: int = 10
+    # Unprivileged OS user that owns the local cluster (PostgreSQL refuses to run as root).
+    pg_os_user: str = "bazaar"
+
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 56379
+    redis_db: int = 0
+
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    kafka_port: int = 59092
+    kafka_controller_port: int = 59093
+    kafka_version: str = "4.1.1"
+    kafka_heap: str = "768m"
+
+    search_flavour: Literal["opensearch", "elasticsearch"] = "opensearch"
+    search_url: str = "http://127.0.0.1:59200"
+    search_port: int = 59200
+    search_transport_port: int = 59300
+    search_version: str = "2.19.6"
+    search_heap: str = "1g"
+    search_username: str | None = None
+    search_password: str | None = None
+
+    command_api_port: int = 8000
+    read_api_port: int = 8001
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def pg_conninfo(self) -> str:
+        password = f" password={self.pg_password}" if self.pg_password else ""
+        return (
+            f"host={self.pg_host} port={self.pg_port} dbname={self.pg_dbname} user={self.pg_user}{password}"
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once per process."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Bazaar read_api layer."""

@@ -1,0 +1,1 @@
+"""Bazaar stream_jobs layer."""
