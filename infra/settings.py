@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     command_api_port: int = 8000
     read_api_port: int = 8001
 
+    # HS256 secret for access tokens; empty means one generated once under home/secrets.
+    jwt_secret: str = ""
+    jwt_ttl_s: int = 3600
+    platform_fee_bps: int = 500
+    # Group commit: how long the writer waits for more commands before committing a batch.
+    group_commit_wait_ms: float = 2.0
+    group_commit_max_batch: int = 512
+
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
@@ -68,6 +76,10 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
 
     @property
     def pg_conninfo(self) -> str:
