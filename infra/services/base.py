@@ -68,6 +68,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs; a dead child of ours is reaped first (kill -0 succeeds on zombies)."""
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -184,7 +191,7 @@ def maven_copy_dependencies(
     dest.mkdir(parents=True, exist_ok=True)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     argv = [
-        "mvn", "-q", "-B", "-f", str(pom),
+        "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
         f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
         "dependency:copy-dependencies",
         f"-DoutputDirectory={dest}",

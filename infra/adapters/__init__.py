@@ -1,0 +1,1 @@
+"""Typed factories for the clients of external systems (Kafka, ...), built from Settings."""
