@@ -12,8 +12,11 @@ import os
 from typing import Any
 from uuid import UUID
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from psycopg_pool import ConnectionPool
+from psycopg import Connection
 
 KEY_TABLE = "bazaar_user_keys"
 
@@ -25,27 +28,27 @@ class KeyShredded(Exception):
 class PersonalDataVault:
     """Per-user AES-256-GCM keys in PostgreSQL; encrypt on write, decrypt on read, shred on forget."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
-        with pool.connection() as conn:
+    def __init__(self, connect: Callable[[], AbstractContextManager[Connection[Any]]]) -> None:
+        self._connect = connect
+        with connect() as conn:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {KEY_TABLE} (user_id uuid PRIMARY KEY, key bytea NOT NULL,"
                 " created_at timestamptz NOT NULL DEFAULT now())"
             )
 
     def create_key(self, user_id: UUID) -> None:
-        with self._pool.connection() as conn:
+        with self._connect() as conn:
             conn.execute(
                 f"INSERT INTO {KEY_TABLE} (user_id, key) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 (user_id, AESGCM.generate_key(bit_length=256)),
             )
 
     def _key(self, user_id: UUID) -> bytes:
-        with self._pool.connection() as conn:
+        with self._connect() as conn:
             row = conn.execute(f"SELECT key FROM {KEY_TABLE} WHERE user_id=%s", (user_id,)).fetchone()
         if row is None:
             raise KeyShredded(str(user_id))
-        return bytes(row[0])
+        return bytes(row["key"] if isinstance(row, dict) else row[0])
 
     def encrypt(self, user_id: UUID, data: dict[str, Any]) -> str:
         nonce = os.urandom(12)
@@ -60,5 +63,5 @@ class PersonalDataVault:
         return result
 
     def shred(self, user_id: UUID) -> None:
-        with self._pool.connection() as conn:
+        with self._connect() as conn:
             conn.execute(f"DELETE FROM {KEY_TABLE} WHERE user_id=%s", (user_id,))

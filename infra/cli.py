@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import typer
@@ -12,7 +13,7 @@ from infra.services.base import ServiceState
 from infra.settings import get_settings
 
 app = typer.Typer(help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 def _state_table(rows: list[ServiceState]) -> Table:
@@ -88,6 +89,42 @@ def status() -> None:
     console.print(_state_table(rows))
     if not all(row.up for row in rows):
         raise typer.Exit(1)
+
+
+@app.command("serve-commands")
+def serve_commands(port: int = typer.Option(None, help="defaults to BAZAAR_COMMAND_API_PORT")) -> None:
+    """Run the command HTTP API (FastAPI) on 127.0.0.1."""
+    import uvicorn
+
+    from commands.api import create_app
+    from infra.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging()
+    uvicorn.run(create_app(settings), host=settings.bind_host, port=port or settings.command_api_port,
+                log_level="warning", access_log=False)
+
+
+@app.command("create-admin")
+def create_admin(
+    email: str = typer.Option(...), password: str = typer.Option(...), name: str = typer.Option("Admin")
+) -> None:
+    """Register an admin account directly on the write side (the API only registers buyers and sellers)."""
+    from commands.application import Marketplace
+    from commands.handlers.users import register_user
+    from domain.errors import DomainError
+    from schemas.user import RegisterUser
+
+    marketplace = Marketplace(get_settings())
+    try:
+        cmd = RegisterUser(email=email, password=password, display_name=name)
+        result = marketplace.run(lambda: register_user(marketplace, cmd, role="admin"))
+    except DomainError as error:
+        console.print(f"[red]{error.code}: {error}[/]")
+        raise typer.Exit(1) from error
+    finally:
+        marketplace.close()
+    typer.echo(result.aggregate_id)
 
 
 def main() -> None:

@@ -1,0 +1,231 @@
+"""The write side: an eventsourcing Application on PostgreSQL whose saves go through group commit.
+
+Each handler (commands/handlers/) loads aggregates, calls the domain once and returns a `Change`;
+`Marketplace.run` commits it, answers stale writes with `VersionConflict`, retries races that the
+caller did not pin with If-Match, and replays the first response for a repeated Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+
+from commands.group_commit import CommitUnit, ConcurrencyConflict, GroupCommitter
+from commands.personal_data import PersonalDataVault
+from commands.store import BazaarRecorder, IdempotencyRecord, eventsourcing_env
+from domain.chain import ChainedAggregate
+from domain.errors import DomainError, NotFoundError
+from domain.wallet import Wallet, wallet_id_for
+from infra.settings import Settings
+
+log = structlog.get_logger(__name__)
+A = TypeVar("A", bound=ChainedAggregate)
+MAX_ATTEMPTS = 8
+
+
+class VersionConflict(Exception):
+    """The aggregate moved on: the caller's version is stale (HTTP 409 with the current version)."""
+
+    def __init__(self, aggregate_id: UUID, current_version: int | None) -> None:
+        super().__init__(f"aggregate {aggregate_id} is at version {current_version}")
+        self.aggregate_id = aggregate_id
+        self.current_version = current_version
+
+
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was already used for a different request."""
+
+    code = "idempotency.key_reused"
+
+
+class ForbiddenError(DomainError):
+    """The caller's role may not run this command."""
+
+    code = "auth.forbidden"
+
+
+@dataclass
+class Change:
+    """What one command did: the aggregate it is about, every aggregate to save, extra response fields."""
+
+    target: ChainedAggregate
+    aggregates: tuple[ChainedAggregate, ...] = ()
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def all_aggregates(self) -> tuple[ChainedAggregate, ...]:
+        rest = tuple(agg for agg in self.aggregates if agg is not self.target)
+        return (self.target, *rest)
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's Idempotency-Key, scoped to the caller, with a fingerprint of the request."""
+
+    principal: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The response of an accepted command: aggregate id, its new version, the log positions."""
+
+    aggregate_id: UUID
+    version: int
+    positions: list[int]
+    body: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "aggregate_id": str(self.aggregate_id),
+            "version": self.version,
+            "position": max(self.positions),
+            "positions": self.positions,
+            **self.body,
+        }
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> CommandResult:
+        body = {k: v for k, v in stored.items() if k not in {"aggregate_id", "version", "position", "positions"}}
+        return cls(UUID(stored["aggregate_id"]), stored["version"], stored["positions"], body, replayed=True)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def request_fingerprint(*parts: str | bytes) -> str:
+    """sha256 over the parts of a request, to tell a retry from a different request under one key."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class Marketplace(Application):
+    """Bazaar's event-sourced write model."""
+
+    name = "Bazaar"  # eventsourcing names the events table after it: bazaar_events
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(env=eventsourcing_env(settings))
+        self.settings = settings
+        self.clock = clock
+        assert isinstance(self.recorder, BazaarRecorder)
+        self.store: BazaarRecorder = self.recorder
+        self.vault = PersonalDataVault(self.store.datastore.get_connection)
+        self.pepper = _pepper(settings)
+        self.committer = GroupCommitter(
+            self._save_batch,
+            max_wait_s=settings.group_commit_wait_ms / 1000,
+            max_batch=settings.group_commit_max_batch,
+        )
+
+    def close(self) -> None:
+        self.committer.close()
+        super().close()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def email_hash(self, email: str) -> str:
+        """Keyed hash of an e-mail address: a lookup key that does not reveal the address."""
+        return hmac.new(self.pepper, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+
+    def load(self, cls: type[A], aggregate_id: UUID, *, if_match: int | None = None) -> A:
+        """The aggregate of that class, or NotFoundError; VersionConflict when If-Match is stale."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFoundError(f"{cls.__name__.lower()} not found", id=aggregate_id) from None
+        if not isinstance(aggregate, cls):
+            raise NotFoundError(f"{cls.__name__.lower()} not found", id=aggregate_id)
+        if if_match is not None and aggregate.version != if_match:
+            raise VersionConflict(aggregate_id, aggregate.version)
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        return aggregate_id in self.repository
+
+    def wallet(self, owner_id: UUID, currency: str) -> Wallet:
+        """The owner's wallet in a currency, opened (unsaved) when there is none yet."""
+        wallet_id = wallet_id_for(owner_id, currency)
+        if self.exists(wallet_id):
+            return self.load(Wallet, wallet_id)
+        return Wallet.open(owner_id=owner_id, currency=currency, now=self.now())
+
+    def run(
+        self,
+        act: Callable[[], Change],
+        *,
+        idempotency: Idempotency | None = None,
+        if_match: int | None = None,
+    ) -> CommandResult:
+        """Execute a command: replay a known key, commit the change, retry unpinned races."""
+        if idempotency is not None and (stored := self._replay(idempotency)) is not None:
+            return stored
+        for _ in range(MAX_ATTEMPTS):
+            change = act()
+            try:
+                return self._commit(change, idempotency)
+            except ConcurrencyConflict:
+                if idempotency is not None and (stored := self._replay(idempotency)) is not None:
+                    return stored
+                if if_match is not None:
+                    raise VersionConflict(change.target.id, self._current_version(change.target)) from None
+        raise VersionConflict(change.target.id, self._current_version(change.target))
+
+    def _commit(self, change: Change, idempotency: Idempotency | None) -> CommandResult:
+        events = [event for agg in change.all_aggregates() for event in agg.collect_events()]
+        result = CommandResult(change.target.id, change.target.version, [], change.body)
+        record = None
+        if idempotency is not None:
+            stored = {k: v for k, v in result.to_json().items() if k not in {"position", "positions"}} | {
+                "position": 0
+            }
+            record = IdempotencyRecord(
+                idempotency.key, idempotency.principal, idempotency.request_hash, len(events), stored
+            )
+        positions = self.committer.commit(CommitUnit(events, record))
+        return CommandResult(result.aggregate_id, result.version, positions, result.body)
+
+    def _replay(self, idempotency: Idempotency) -> CommandResult | None:
+        found = self.store.find_idempotent_response(idempotency.principal, idempotency.key)
+        if found is None:
+            return None
+        request_hash, response = found
+        if request_hash != idempotency.request_hash:
+            raise IdempotencyKeyReused("this Idempotency-Key was used for another request", key=idempotency.key)
+        response["position"] = max(response["positions"])
+        return CommandResult.from_stored(response)
+
+    def _current_version(self, aggregate: ChainedAggregate) -> int | None:
+        try:
+            return int(self.repository.get(aggregate.id).version)
+        except AggregateNotFoundError:
+            return None
+
+    def _save_batch(self, events: list[Any], records: list[IdempotencyRecord]) -> list[int]:
+        recordings = self.save(*events, idempotency=records)
+        return [recording.notification.id for recording in recordings]
+
+
+def _pepper(settings: Settings) -> bytes:
+    """Secret key of the e-mail lookup hash, generated once under the secrets folder."""
+    path = settings.secrets_dir / "email.pepper"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return bytes.fromhex(path.read_text().strip())
