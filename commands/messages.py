@@ -1,0 +1,25 @@
+"""Domain events to their published schema (fields renamed to the envelope, secrets redacted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.chain import event_hash, event_type_name, to_envelope
+from schemas.base import EventSchema
+from schemas.messages import EventMessage, encode_event
+from schemas.registry import REGISTRY
+
+
+def to_schema(event: Any) -> EventSchema:
+    """The latest schema instance of a stored domain event."""
+    model = REGISTRY.latest_for_event_type(event_type_name(event))
+    fields = to_envelope(event)
+    for name in model.redacted_fields:
+        fields[name] = None
+    known = {k: v for k, v in fields.items() if k in model.model_fields}
+    return model.model_validate(known)
+
+
+def to_message(event: Any, notification_id: int) -> EventMessage:
+    """The Kafka message of a stored domain event at its notification id."""
+    return encode_event(to_schema(event), notification_id, event_hash(event))
