@@ -6,7 +6,7 @@ from typing import Any
 
 from domain.chain import event_hash, event_type_name, to_envelope
 from schemas.base import EventSchema
-from schemas.messages import EventMessage, encode_event
+from schemas.messages import TOPIC_PREFIX, EventMessage, encode_event
 from schemas.registry import REGISTRY
 
 
@@ -20,6 +20,6 @@ def to_schema(event: Any) -> EventSchema:
     return model.model_validate(known)
 
 
-def to_message(event: Any, notification_id: int) -> EventMessage:
+def to_message(event: Any, notification_id: int, topic_prefix: str = TOPIC_PREFIX) -> EventMessage:
     """The Kafka message of a stored domain event at its notification id."""
-    return encode_event(to_schema(event), notification_id, event_hash(event))
+    return encode_event(to_schema(event), notification_id, event_hash(event), topic_prefix)

@@ -32,8 +32,8 @@ class EventMessage:
         return header_value(self.headers, name)
 
 
-def topic_for(aggregate: str) -> str:
-    return f"{TOPIC_PREFIX}{aggregate}"
+def topic_for(aggregate: str, prefix: str = TOPIC_PREFIX) -> str:
+    return f"{prefix}{aggregate}"
 
 
 def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -43,7 +43,9 @@ def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str 
     return None
 
 
-def encode_event(event: EventSchema, notification_id: int, event_hash: str) -> EventMessage:
+def encode_event(
+    event: EventSchema, notification_id: int, event_hash: str, topic_prefix: str = TOPIC_PREFIX
+) -> EventMessage:
     """The Kafka message of an event schema instance."""
     value = event.model_dump_json().encode()
     headers = [
@@ -53,7 +55,8 @@ def encode_event(event: EventSchema, notification_id: int, event_hash: str) -> E
         ("notification_id", str(notification_id).encode()),
         ("event_hash", event_hash.encode()),
     ]
-    return EventMessage(topic_for(event.aggregate), str(event.aggregate_id).encode(), value, headers)
+    key = str(event.aggregate_id).encode()
+    return EventMessage(topic_for(event.aggregate, topic_prefix), key, value, headers)
 
 
 class PoisonMessage(ValueError):

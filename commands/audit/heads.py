@@ -7,6 +7,7 @@ leaf, so a reordered, dropped or rewritten event changes the root.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -37,8 +38,6 @@ class HeadStore:
             )
 
     def add(self, signed: SignedTreeHead, last_notification_id: int) -> None:
-        import json
-
         with self._connect() as conn:
             conn.execute(
                 f"INSERT INTO {HEADS_TABLE} (tree_size, last_notification_id, head) VALUES (%s, %s, %s)"
