@@ -188,17 +188,16 @@ class Marketplace(Application):
 
     def _commit(self, change: Change, idempotency: Idempotency | None) -> CommandResult:
         events = [event for agg in change.all_aggregates() for event in agg.collect_events()]
-        result = CommandResult(change.target.id, change.target.version, [], change.body)
+        target = change.target
         record = None
         if idempotency is not None:
-            stored = {k: v for k, v in result.to_json().items() if k not in {"position", "positions"}} | {
-                "position": 0
-            }
+            # The recorder adds "positions" once the insert assigned them, in the same transaction.
+            stored = {"aggregate_id": str(target.id), "version": target.version, **change.body}
             record = IdempotencyRecord(
                 idempotency.key, idempotency.principal, idempotency.request_hash, len(events), stored
             )
         positions = self.committer.commit(CommitUnit(events, record))
-        return CommandResult(result.aggregate_id, result.version, positions, result.body)
+        return CommandResult(target.id, target.version, positions, change.body)
 
     def _replay(self, idempotency: Idempotency) -> CommandResult | None:
         found = self.store.find_idempotent_response(idempotency.principal, idempotency.key)
@@ -207,7 +206,6 @@ class Marketplace(Application):
         request_hash, response = found
         if request_hash != idempotency.request_hash:
             raise IdempotencyKeyReused("this Idempotency-Key was used for another request", key=idempotency.key)
-        response["position"] = max(response["positions"])
         return CommandResult.from_stored(response)
 
     def _current_version(self, aggregate: ChainedAggregate) -> int | None:

@@ -93,7 +93,15 @@ class GroupCommitter:
         return gathered
 
     def _commit(self, batch: list[CommitUnit]) -> None:
-        accepted = self._refuse_clashes_within(batch)
+        accepted, clashing = self._split_clashes(batch)
+        try:
+            self._commit_accepted(accepted)
+        finally:
+            # Refused only after the winners are durable, so a loser re-reading sees the new version.
+            for unit in clashing:
+                unit.future.set_exception(ConcurrencyConflict())
+
+    def _commit_accepted(self, accepted: list[CommitUnit]) -> None:
         if not accepted:
             return
         try:
@@ -104,7 +112,7 @@ class GroupCommitter:
                 return
             # Somebody in the batch is stale: save each alone so only the stale ones are refused.
             for unit in accepted:
-                self._commit([unit])
+                self._commit_accepted([unit])
             return
         except Exception as exc:  # a store failure answers every waiting caller
             log.error("group_commit.failed", error=repr(exc), batch=len(accepted))
@@ -121,18 +129,18 @@ class GroupCommitter:
         return self._save_batch(events, records)
 
     @staticmethod
-    def _refuse_clashes_within(batch: list[CommitUnit]) -> list[CommitUnit]:
+    def _split_clashes(batch: list[CommitUnit]) -> tuple[list[CommitUnit], list[CommitUnit]]:
         """Two units writing the same aggregate version: the first one queued wins."""
         seen: set[tuple[UUID, int]] = set()
-        accepted = []
+        accepted, clashing = [], []
         for unit in batch:
             keys = unit.keys()
             if keys & seen:
-                unit.future.set_exception(ConcurrencyConflict())
+                clashing.append(unit)
                 continue
             seen |= keys
             accepted.append(unit)
-        return accepted
+        return accepted, clashing
 
     @staticmethod
     def _resolve(units: list[CommitUnit], ids: list[int]) -> None:
