@@ -1,4 +1,4 @@
-"""The command HTTP API (FastAPI, /v1): every route validates, authorises, runs one handler, returns the log position."""
+"""The command HTTP API (FastAPI, /v1): each route validates, authorises, runs one handler, returns the log position."""
 
 from __future__ import annotations
 

@@ -215,7 +215,8 @@ class Marketplace(Application):
             return None
 
     def _save_batch(self, events: list[Any], records: list[IdempotencyRecord]) -> list[int]:
-        recordings = self.save(*events, idempotency=records)
+        # The event store directly: Application.save would re-collect and type-check every event again.
+        recordings = self.events.put(events, idempotency=records)
         return [recording.notification.id for recording in recordings]
 
 

@@ -35,7 +35,9 @@ def get_principal(
     return tokens.verify(credentials.credentials)
 
 
-def get_if_match(if_match: Annotated[str | None, Header(description="expected aggregate version")] = None) -> int | None:
+def get_if_match(
+    if_match: Annotated[str | None, Header(description="expected aggregate version")] = None,
+) -> int | None:
     if if_match is None:
         return None
     value = if_match.strip().removeprefix("W/").strip('"')

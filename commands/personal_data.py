@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any
-from uuid import UUID
-
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
+from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import Connection

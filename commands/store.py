@@ -38,6 +38,11 @@ class BazaarRecorder(PostgresApplicationRecorder):
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         self.idempotency_table = Identifier(f"{self.events_table_name}_idempotency")
+        self.insert_arrays_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+            " SELECT * FROM unnest(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[])"
+            " RETURNING notification_id"
+        ).format(schema=schema, table=table, id_type=Identifier(self.datastore.originator_id_type))
         self.sql_create_statements.extend(
             [
                 SQL(
@@ -59,6 +64,24 @@ class BazaarRecorder(PostgresApplicationRecorder):
                     " FOR EACH STATEMENT EXECUTE FUNCTION {schema}.bazaar_refuse_change()"
                 ).format(schema=schema, table=table),
             ]
+        )
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # Same lock and notify as the base recorder, but the rows travel as four typed arrays in binary:
+        # the base recorder's composite-type array is dumped as escaped text, which dominated batch saves.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_arrays_statement,
+            (
+                [event.originator_id for event in stored_events],
+                [event.originator_version for event in stored_events],
+                [event.topic for event in stored_events],
+                [event.state for event in stored_events],
+            ),
+            binary=True,
         )
 
     def _fetch_ids_after_insert_events(

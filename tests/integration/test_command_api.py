@@ -108,7 +108,9 @@ def platform_available(app: Marketplace) -> int:
     return balances(app, PLATFORM_OWNER_ID)[0] if wallet_id in app.repository else 0
 
 
-def test_order_released_from_escrow_pays_seller_platform_and_creator(api: httpx.Client, marketplace: Marketplace) -> None:
+def test_order_released_from_escrow_pays_seller_platform_and_creator(
+    api: httpx.Client, marketplace: Marketplace
+) -> None:
     seller, buyer, creator = register(api, "seller"), register(api, "buyer"), register(api, "seller")
     fund(api, buyer, 10_000)
     listing = published_listing(api, seller, 2_500, creator_id=creator.user_id, royalty_bps=1_000)
@@ -150,7 +152,8 @@ def test_only_admins_resolve_disputes(api: httpx.Client, marketplace: Marketplac
     order = api.post("/orders", headers=buyer.headers,
                      json={"listing_id": published_listing(api, seller, 4_000)}).json()["order_id"]
     api.post(f"/orders/{order}/ship", headers=seller.headers, json={})
-    assert api.post(f"/orders/{order}/disputes", headers=buyer.headers, json={"reason": "never arrived"}).status_code == 200
+    opened = api.post(f"/orders/{order}/disputes", headers=buyer.headers, json={"reason": "never arrived"})
+    assert opened.status_code == 200
     body = {"outcome": "refund", "note": "carrier lost it"}
 
     by_buyer = api.post(f"/orders/{order}/disputes/resolve", headers=buyer.headers, json=body)

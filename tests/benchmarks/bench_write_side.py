@@ -1,0 +1,178 @@
+"""Write-side throughput, measured in one run so the ratios hold on a noisy machine.
+
+  raw INSERT        one row per transaction from 8 threads (PostgreSQL group commit) — the ceiling
+  plain save        eventsourcing Application.save, one event per transaction, 8 threads
+  group commit      Marketplace.run from 16 threads: commands gathered and saved per batch
+  HTTP API          POST /v1/listings from 16 client threads against a separate server process
+
+Run with `./run bench` (or `python tests/benchmarks/bench_write_side.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from commands.application import Change, Marketplace  # noqa: E402
+from commands.auth import TokenService, jwt_secret  # noqa: E402
+from domain.listing import Listing  # noqa: E402
+from domain.money import Money  # noqa: E402
+from infra.settings import Settings, get_settings  # noqa: E402
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+SELLER = uuid.uuid4()
+
+
+def isolated_app(settings: Settings, name: str) -> Marketplace:
+    """A Marketplace with its own events table, dropped after the run."""
+    cls = type(f"Bench{name}", (Marketplace,), {"name": name})
+    app: Marketplace = cls(settings)
+    return app
+
+
+def draft(app: Marketplace) -> Change:
+    listing = Listing.draft(listing_id=uuid.uuid4(), seller_id=SELLER, kind="goods", title="Benchmark lamp",
+                            description="", category="lamps", price=Money(1_000, "EUR"), now=datetime.now(UTC))
+    return Change(listing)
+
+
+def timed(threads: int, one: Callable[[], None]) -> float:
+    """Operations per second of `one` called in a loop from `threads` threads for SECONDS."""
+    count = [0] * threads
+    stop = time.monotonic() + SECONDS
+
+    def worker(slot: int) -> None:
+        while time.monotonic() < stop:
+            one()
+            count[slot] += 1
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(worker, range(threads)))
+    return sum(count) / (time.monotonic() - started)
+
+
+def raw_insert(settings: Settings) -> float:
+    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id bigserial primary key, aggregate uuid, state bytea)")
+    local = threading.local()
+
+    def one() -> None:
+        if not hasattr(local, "conn"):
+            local.conn = psycopg.connect(settings.pg_conninfo, autocommit=True)
+        local.conn.execute(f"INSERT INTO {table} (aggregate, state) VALUES (%s, %s)", (uuid.uuid4(), b"x" * 200))
+
+    rate = timed(8, one)
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {table}")
+    return rate
+
+
+def plain_save(app: Marketplace) -> float:
+    return timed(8, lambda: app.save(draft(app).target))
+
+
+def group_commit(app: Marketplace) -> float:
+    return timed(16, lambda: app.run(lambda: draft(app)) and None)
+
+
+def http_api(settings: Settings, name: str) -> float:
+    port = 18_000 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), name])
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health")
+        token = TokenService(jwt_secret(settings), 3600).issue(SELLER, "seller")
+        headers = {"Authorization": f"Bearer {token}"}
+        body = {"kind": "goods", "title": "Benchmark lamp", "category": "lamps",
+                "price": {"amount": 1000, "currency": "EUR"}}
+        local = threading.local()
+
+        def one() -> None:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+            assert local.client.post("/v1/listings", json=body, headers=headers).status_code == 201
+
+        return timed(16, one)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def serve(port: int, name: str) -> None:
+    import uvicorn
+
+    from commands.api import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings, isolated_app(settings, name)), host="127.0.0.1", port=port,
+                log_level="warning", access_log=False)
+
+
+def drop(settings: Settings, name: str) -> None:
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        for suffix in ("events_idempotency", "events"):
+            conn.execute(f"DROP TABLE IF EXISTS {name}_{suffix}")
+
+
+def main() -> None:
+    settings = get_settings()
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    app = isolated_app(settings, name)
+    try:
+        results = {
+            "raw INSERT, 1 row/txn, 8 threads": raw_insert(settings),
+            "plain save, 1 event/txn, 8 threads": plain_save(app),
+            "group commit (Application), 16 threads": group_commit(app),
+        }
+        app.close()
+        results["HTTP API POST /v1/listings, 16 clients"] = http_api(settings, name)
+    finally:
+        drop(settings, name)
+    report(results)
+
+
+def report(results: dict[str, float]) -> None:
+    raw = results["raw INSERT, 1 row/txn, 8 threads"]
+    plain = results["plain save, 1 event/txn, 8 threads"]
+    table = Table(title=f"Write side ({SECONDS:.0f} s each, same run)")
+    for column in ("path", "ops/s", "÷ raw INSERT", "÷ plain save"):
+        table.add_column(column, justify="right" if column != "path" else "left")
+    for path, rate in results.items():
+        table.add_row(path, f"{rate:,.0f}", f"{rate / raw:.2f}", f"{rate / plain:.2f}")
+    Console().print(table)
+    print("goals: group commit ≥ 5,000/s, ≥ 0.6 × raw INSERT, ≥ 4 × plain save")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]), sys.argv[3])
+    else:
+        main()
