@@ -127,6 +127,18 @@ def create_admin(
     typer.echo(result.aggregate_id)
 
 
+@app.command()
+def demo() -> None:
+    """The marketplace end to end over the running platform (start it with ./run up)."""
+    from infra.demo import DemoFailed, run_demo
+
+    try:
+        run_demo(get_settings(), Console(width=140))
+    except DemoFailed as error:
+        console.print(f"[red]demo failed: {error}[/]")
+        raise typer.Exit(1) from error
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
