@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -97,41 +99,133 @@ class TokenResponse(BaseModel):
 
 
 ACCEPTED: dict[int | str, dict[str, Any]] = {200: {"model": CommandAccepted}, 201: {"model": CommandAccepted}}
-
-RegisterBody = body_model(user_schemas.RegisterUser)
-ChangeRoleBody = body_model(user_schemas.ChangeUserRole, "user_id")
-DepositBody = body_model(wallet_schemas.Deposit)
-WithdrawFundsBody = body_model(wallet_schemas.WithdrawFunds)
-DraftBody = body_model(listing_schemas.DraftListing)
-ReviseBody = body_model(listing_schemas.ReviseListing, "listing_id")
-PriceBody = body_model(listing_schemas.ChangeListingPrice, "listing_id")
-EnrichBody = body_model(listing_schemas.EnrichListing, "listing_id")
-SuspendBody = body_model(listing_schemas.SuspendListing, "listing_id")
-PlaceOrderBody = body_model(order_schemas.PlaceOrder)
-ShipBody = body_model(order_schemas.ShipOrder, "order_id")
-CancelBody = body_model(order_schemas.CancelOrder, "order_id")
-DisputeBody = body_model(order_schemas.OpenDispute, "order_id")
-ResolveBody = body_model(order_schemas.ResolveDispute, "order_id")
-IssueLicenceBody = body_model(licence_schemas.IssueLicence)
-UsageBody = body_model(licence_schemas.RecordUsage, "licence_id")
-RenewBody = body_model(licence_schemas.RenewLicence, "licence_id")
-RevokeBody = body_model(licence_schemas.RevokeLicence, "licence_id")
-SignalBody = body_model(trust_schemas.RecordTrustSignal, "user_id")
+# A handler adapted to one calling convention: (app, actor, command, path ids, If-Match) -> Change.
+Act = Callable[[Marketplace, Principal, Any, dict[str, UUID], int | None], Change]
 
 
-def _actor_key(actor: Principal) -> str:
-    return str(actor.user_id)
+@dataclass(frozen=True)
+class CommandRoute:
+    """One command endpoint: where it lives, its command schema, and how to call its handler."""
+
+    method: str
+    path: str
+    command: type[BaseModel]
+    act: Act
+    summary: str
+    tag: str
+    pinnable: bool = False  # accepts If-Match
+    created: bool = False  # answers 201
+    public: bool = False  # no token needed
+
+    @property
+    def path_ids(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
 
 
-# --- users and tokens -------------------------------------------------------------------------------
+def _pinned(handler: Callable[..., Change]) -> Act:
+    return lambda app, actor, cmd, ids, if_match: handler(app, actor, cmd, if_match)
 
 
-@router.post("/users", status_code=201, responses=ACCEPTED, tags=["users"])
-def register_user(body: RegisterBody, app: App, key: IdempotencyKey) -> JSONResponse:  # type: ignore[valid-type]
-    """Register a buyer or seller account (no token needed)."""
-    cmd = build(user_schemas.RegisterUser, body)
-    return execute(app, lambda: users.register_user(app, cmd), principal="anonymous", key=key,
-                   fingerprint=fingerprint("users", cmd), created=True)
+def _plain(handler: Callable[..., Change]) -> Act:
+    return lambda app, actor, cmd, ids, if_match: handler(app, actor, cmd)
+
+
+def _for_user(handler: Callable[..., Change]) -> Act:
+    return lambda app, actor, cmd, ids, if_match: handler(app, actor, ids["user_id"], cmd)
+
+
+S_USER, S_WALLET, S_LISTING, S_ORDER = user_schemas, wallet_schemas, listing_schemas, order_schemas
+ROUTES = [
+    CommandRoute("POST", "/users", S_USER.RegisterUser, lambda app, actor, cmd, ids, m: users.register_user(app, cmd),
+                 "Register a buyer or seller account (no token needed).", "users", created=True, public=True),
+    CommandRoute("POST", "/users/{user_id}/role", S_USER.ChangeUserRole, _plain(users.change_user_role),
+                 "Give a user another role (admin only).", "users"),
+    CommandRoute("POST", "/users/{user_id}/forget", S_USER.ForgetUser, _plain(users.forget_user),
+                 "Erase a user's personal data for good by destroying their key (the user or an admin).", "users"),
+    CommandRoute("POST", "/wallets/{user_id}/deposits", S_WALLET.Deposit, _for_user(wallets.deposit),
+                 "Add money to a wallet (its owner or an admin); the wallet opens on first deposit.", "wallets"),
+    CommandRoute("POST", "/wallets/{user_id}/withdrawals", S_WALLET.WithdrawFunds, _for_user(wallets.withdraw_funds),
+                 "Pay available money out of a wallet (its owner or an admin).", "wallets"),
+    CommandRoute("POST", "/listings", S_LISTING.DraftListing, _plain(listings.draft_listing),
+                 "Draft a listing (sellers).", "listings", created=True),
+    CommandRoute("PATCH", "/listings/{listing_id}", S_LISTING.ReviseListing, _pinned(listings.revise_listing),
+                 "Revise a listing's texts or attributes (its seller).", "listings", pinnable=True),
+    CommandRoute("POST", "/listings/{listing_id}/price", S_LISTING.ChangeListingPrice,
+                 _pinned(listings.change_listing_price), "Set a new price in the same currency (its seller).",
+                 "listings", pinnable=True),
+    CommandRoute("POST", "/listings/{listing_id}/publish", S_LISTING.PublishListing,
+                 _pinned(listings.publish_listing), "Put a draft on sale (its seller).", "listings", pinnable=True),
+    CommandRoute("POST", "/listings/{listing_id}/withdraw", S_LISTING.WithdrawListing,
+                 _pinned(listings.withdraw_listing), "Take a listing off sale for good (its seller).", "listings",
+                 pinnable=True),
+    CommandRoute("POST", "/listings/{listing_id}/enrichment", S_LISTING.EnrichListing, _plain(listings.enrich_listing),
+                 "Record machine enrichment (admins and enrichment workers).", "listings"),
+    CommandRoute("POST", "/listings/{listing_id}/suspend", S_LISTING.SuspendListing, _plain(listings.suspend_listing),
+                 "Suspend a listing for fraud review (admins).", "listings"),
+    CommandRoute("POST", "/orders", S_ORDER.PlaceOrder, _plain(orders.place_order),
+                 "Buy a published listing; its price is held in escrow from the buyer's wallet.", "orders",
+                 created=True),
+    CommandRoute("POST", "/orders/{order_id}/ship", S_ORDER.ShipOrder, _pinned(orders.ship_order),
+                 "The seller ships a paid order.", "orders", pinnable=True),
+    CommandRoute("POST", "/orders/{order_id}/confirm-delivery", S_ORDER.ConfirmDelivery,
+                 _pinned(orders.confirm_delivery),
+                 "The buyer confirms delivery; escrow is released to seller, platform fee and creator royalty.",
+                 "orders", pinnable=True),
+    CommandRoute("POST", "/orders/{order_id}/cancel", S_ORDER.CancelOrder, _pinned(orders.cancel_order),
+                 "Cancel an unshipped order; the escrow is refunded.", "orders", pinnable=True),
+    CommandRoute("POST", "/orders/{order_id}/disputes", S_ORDER.OpenDispute, _pinned(orders.open_dispute),
+                 "Dispute a paid, undelivered order (buyer or seller).", "orders", pinnable=True),
+    CommandRoute("POST", "/orders/{order_id}/disputes/resolve", S_ORDER.ResolveDispute,
+                 _pinned(orders.resolve_dispute), "Settle a dispute by refund or release (admins).", "orders",
+                 pinnable=True),
+    CommandRoute("POST", "/licences", licence_schemas.IssueLicence, _plain(licences.issue_licence),
+                 "Issue a perpetual, time-limited or usage-metered licence for a listing (its seller).", "licences",
+                 created=True),
+    CommandRoute("POST", "/licences/{licence_id}/usage", licence_schemas.RecordUsage, _pinned(licences.record_usage),
+                 "Record usage of a licence (the licensee).", "licences", pinnable=True),
+    CommandRoute("POST", "/licences/{licence_id}/renew", licence_schemas.RenewLicence, _pinned(licences.renew_licence),
+                 "Extend a licence (the listing's seller).", "licences", pinnable=True),
+    CommandRoute("POST", "/licences/{licence_id}/revoke", licence_schemas.RevokeLicence,
+                 _pinned(licences.revoke_licence), "Revoke a licence for good (the listing's seller or an admin).",
+                 "licences", pinnable=True),
+    CommandRoute("POST", "/trust/{user_id}/signals", trust_schemas.RecordTrustSignal,
+                 _plain(trust.record_trust_signal), "Record a trust signal and recompute the score (admins).", "trust"),
+]
+
+
+def _endpoint(route: CommandRoute) -> Callable[..., JSONResponse]:
+    """A FastAPI endpoint for one route, with a signature FastAPI reads for OpenAPI and validation."""
+    body_cls = body_model(route.command, *route.path_ids)
+
+    def endpoint(app: Marketplace, key: str | None, actor: Principal | None = None, if_match: int | None = None,
+                 body: BaseModel | None = None, **ids: UUID) -> JSONResponse:
+        own_ids = {name: value for name, value in ids.items() if name in route.command.model_fields}
+        cmd = build(route.command, body, **own_ids)
+        caller = actor or Principal(UUID(int=0), "anonymous")
+        return execute(app, lambda: route.act(app, caller, cmd, ids, if_match),
+                       principal=str(actor.user_id) if actor else "anonymous", key=key,
+                       fingerprint=fingerprint(f"{route.method} {route.path} {ids}", cmd, if_match),
+                       if_match=if_match, created=route.created)
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(name, kw, annotation=UUID) for name in route.path_ids]
+    params += [inspect.Parameter("app", kw, annotation=App), inspect.Parameter("key", kw, annotation=IdempotencyKey)]
+    if not route.public:
+        params.append(inspect.Parameter("actor", kw, annotation=Actor))
+    if route.pinnable:
+        params.append(inspect.Parameter("if_match", kw, annotation=IfMatch))
+    if body_cls.model_fields:
+        params.append(inspect.Parameter("body", kw, annotation=body_cls))
+    endpoint.__signature__ = inspect.Signature(params, return_annotation=JSONResponse)  # type: ignore[attr-defined]
+    endpoint.__doc__ = route.summary
+    endpoint.__name__ = route.command.__name__
+    return endpoint
+
+
+for _route in ROUTES:
+    router.add_api_route(_route.path, _endpoint(_route), methods=[_route.method], responses=ACCEPTED,
+                         status_code=201 if _route.created else 200, tags=[_route.tag],
+                         summary=_route.summary.split(";")[0].rstrip("."), operation_id=_route.command.__name__)
 
 
 @router.post("/auth/token", response_model=TokenResponse, tags=["users"])
@@ -142,210 +236,6 @@ def issue_token(body: TokenRequest, app: App) -> TokenResponse:
     token = TokenService(jwt_secret(settings), settings.jwt_ttl_s).issue(principal.user_id, principal.role)
     return TokenResponse(access_token=token, expires_in=settings.jwt_ttl_s, user_id=principal.user_id,
                          role=principal.role)
-
-
-@router.post("/users/{user_id}/role", responses=ACCEPTED, tags=["users"])
-def change_user_role(user_id: UUID, body: ChangeRoleBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                     key: IdempotencyKey) -> JSONResponse:
-    """Give a user another role (admin only)."""
-    cmd = build(user_schemas.ChangeUserRole, body, user_id=user_id)
-    return execute(app, lambda: users.change_user_role(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"role:{user_id}", cmd))
-
-
-@router.post("/users/{user_id}/forget", responses=ACCEPTED, tags=["users"])
-def forget_user(user_id: UUID, app: App, actor: Actor, key: IdempotencyKey) -> JSONResponse:
-    """Erase a user's personal data for good by destroying their key (the user themselves or an admin)."""
-    cmd = user_schemas.ForgetUser(user_id=user_id)
-    return execute(app, lambda: users.forget_user(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"forget:{user_id}", cmd))
-
-
-# --- wallets -----------------------------------------------------------------------------------------
-
-
-@router.post("/wallets/{user_id}/deposits", responses=ACCEPTED, tags=["wallets"])
-def deposit(user_id: UUID, body: DepositBody, app: App, actor: Actor,  # type: ignore[valid-type]
-            key: IdempotencyKey) -> JSONResponse:
-    """Add money to a wallet (its owner or an admin); the wallet is opened on first deposit."""
-    cmd = build(wallet_schemas.Deposit, body)
-    return execute(app, lambda: wallets.deposit(app, actor, user_id, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"deposit:{user_id}", cmd))
-
-
-@router.post("/wallets/{user_id}/withdrawals", responses=ACCEPTED, tags=["wallets"])
-def withdraw_funds(user_id: UUID, body: WithdrawFundsBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                   key: IdempotencyKey) -> JSONResponse:
-    """Pay available money out of a wallet."""
-    cmd = build(wallet_schemas.WithdrawFunds, body)
-    return execute(app, lambda: wallets.withdraw_funds(app, actor, user_id, cmd), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"withdraw:{user_id}", cmd))
-
-
-# --- listings ----------------------------------------------------------------------------------------
-
-
-@router.post("/listings", status_code=201, responses=ACCEPTED, tags=["listings"])
-def draft_listing(body: DraftBody, app: App, actor: Actor, key: IdempotencyKey) -> JSONResponse:  # type: ignore[valid-type]
-    """Draft a listing (sellers)."""
-    cmd = build(listing_schemas.DraftListing, body)
-    return execute(app, lambda: listings.draft_listing(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint("listings", cmd), created=True)
-
-
-@router.patch("/listings/{listing_id}", responses=ACCEPTED, tags=["listings"])
-def revise_listing(listing_id: UUID, body: ReviseBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                   key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Revise a listing's texts or attributes (its seller)."""
-    cmd = build(listing_schemas.ReviseListing, body, listing_id=listing_id)
-    return execute(app, lambda: listings.revise_listing(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"revise:{listing_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/listings/{listing_id}/price", responses=ACCEPTED, tags=["listings"])
-def change_listing_price(listing_id: UUID, body: PriceBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                         key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Set a new price in the same currency (its seller)."""
-    cmd = build(listing_schemas.ChangeListingPrice, body, listing_id=listing_id)
-    return execute(app, lambda: listings.change_listing_price(app, actor, cmd, if_match),
-                   principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"price:{listing_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/listings/{listing_id}/publish", responses=ACCEPTED, tags=["listings"])
-def publish_listing(listing_id: UUID, app: App, actor: Actor, key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Put a draft on sale (its seller)."""
-    cmd = listing_schemas.PublishListing(listing_id=listing_id)
-    return execute(app, lambda: listings.publish_listing(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"publish:{listing_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/listings/{listing_id}/withdraw", responses=ACCEPTED, tags=["listings"])
-def withdraw_listing(listing_id: UUID, app: App, actor: Actor, key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Take a listing off sale for good (its seller)."""
-    cmd = listing_schemas.WithdrawListing(listing_id=listing_id)
-    return execute(app, lambda: listings.withdraw_listing(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"withdraw:{listing_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/listings/{listing_id}/enrichment", responses=ACCEPTED, tags=["listings"])
-def enrich_listing(listing_id: UUID, body: EnrichBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                   key: IdempotencyKey) -> JSONResponse:
-    """Record machine enrichment (admins and enrichment workers)."""
-    cmd = build(listing_schemas.EnrichListing, body, listing_id=listing_id)
-    return execute(app, lambda: listings.enrich_listing(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"enrich:{listing_id}", cmd))
-
-
-@router.post("/listings/{listing_id}/suspend", responses=ACCEPTED, tags=["listings"])
-def suspend_listing(listing_id: UUID, body: SuspendBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                    key: IdempotencyKey) -> JSONResponse:
-    """Suspend a listing for fraud review (admins)."""
-    cmd = build(listing_schemas.SuspendListing, body, listing_id=listing_id)
-    return execute(app, lambda: listings.suspend_listing(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"suspend:{listing_id}", cmd))
-
-
-# --- orders ------------------------------------------------------------------------------------------
-
-
-@router.post("/orders", status_code=201, responses=ACCEPTED, tags=["orders"])
-def place_order(body: PlaceOrderBody, app: App, actor: Actor, key: IdempotencyKey) -> JSONResponse:  # type: ignore[valid-type]
-    """Buy a published listing; its price is held in escrow from the buyer's wallet."""
-    cmd = build(order_schemas.PlaceOrder, body)
-    return execute(app, lambda: orders.place_order(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint("orders", cmd), created=True)
-
-
-@router.post("/orders/{order_id}/ship", responses=ACCEPTED, tags=["orders"])
-def ship_order(order_id: UUID, body: ShipBody, app: App, actor: Actor,  # type: ignore[valid-type]
-               key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """The seller ships a paid order."""
-    cmd = build(order_schemas.ShipOrder, body, order_id=order_id)
-    return execute(app, lambda: orders.ship_order(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"ship:{order_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/orders/{order_id}/confirm-delivery", responses=ACCEPTED, tags=["orders"])
-def confirm_delivery(order_id: UUID, app: App, actor: Actor, key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """The buyer confirms delivery; escrow is released to seller, platform fee and creator royalty."""
-    cmd = order_schemas.ConfirmDelivery(order_id=order_id)
-    return execute(app, lambda: orders.confirm_delivery(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"confirm:{order_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/orders/{order_id}/cancel", responses=ACCEPTED, tags=["orders"])
-def cancel_order(order_id: UUID, body: CancelBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                 key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Cancel an unshipped order; the escrow is refunded."""
-    cmd = build(order_schemas.CancelOrder, body, order_id=order_id)
-    return execute(app, lambda: orders.cancel_order(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"cancel:{order_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/orders/{order_id}/disputes", responses=ACCEPTED, tags=["orders"])
-def open_dispute(order_id: UUID, body: DisputeBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                 key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Dispute a paid, undelivered order (buyer or seller)."""
-    cmd = build(order_schemas.OpenDispute, body, order_id=order_id)
-    return execute(app, lambda: orders.open_dispute(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"dispute:{order_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/orders/{order_id}/disputes/resolve", responses=ACCEPTED, tags=["orders"])
-def resolve_dispute(order_id: UUID, body: ResolveBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                    key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Settle a dispute by refund or release (admins)."""
-    cmd = build(order_schemas.ResolveDispute, body, order_id=order_id)
-    return execute(app, lambda: orders.resolve_dispute(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"resolve:{order_id}", cmd, if_match), if_match=if_match)
-
-
-# --- licences and trust ------------------------------------------------------------------------------
-
-
-@router.post("/licences", status_code=201, responses=ACCEPTED, tags=["licences"])
-def issue_licence(body: IssueLicenceBody, app: App, actor: Actor, key: IdempotencyKey) -> JSONResponse:  # type: ignore[valid-type]
-    """Issue a perpetual, time-limited or usage-metered licence for an AI listing (its seller)."""
-    cmd = build(licence_schemas.IssueLicence, body)
-    return execute(app, lambda: licences.issue_licence(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint("licences", cmd), created=True)
-
-
-@router.post("/licences/{licence_id}/usage", responses=ACCEPTED, tags=["licences"])
-def record_usage(licence_id: UUID, body: UsageBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                 key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Record usage of a licence (the licensee)."""
-    cmd = build(licence_schemas.RecordUsage, body, licence_id=licence_id)
-    return execute(app, lambda: licences.record_usage(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"usage:{licence_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/licences/{licence_id}/renew", responses=ACCEPTED, tags=["licences"])
-def renew_licence(licence_id: UUID, body: RenewBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                  key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Extend a licence (the listing's seller)."""
-    cmd = build(licence_schemas.RenewLicence, body, licence_id=licence_id)
-    return execute(app, lambda: licences.renew_licence(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"renew:{licence_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/licences/{licence_id}/revoke", responses=ACCEPTED, tags=["licences"])
-def revoke_licence(licence_id: UUID, body: RevokeBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                   key: IdempotencyKey, if_match: IfMatch) -> JSONResponse:
-    """Revoke a licence for good (the listing's seller or an admin)."""
-    cmd = build(licence_schemas.RevokeLicence, body, licence_id=licence_id)
-    return execute(app, lambda: licences.revoke_licence(app, actor, cmd, if_match), principal=_actor_key(actor),
-                   key=key, fingerprint=fingerprint(f"revoke:{licence_id}", cmd, if_match), if_match=if_match)
-
-
-@router.post("/trust/{user_id}/signals", responses=ACCEPTED, tags=["trust"])
-def record_trust_signal(user_id: UUID, body: SignalBody, app: App, actor: Actor,  # type: ignore[valid-type]
-                        key: IdempotencyKey) -> JSONResponse:
-    """Record a trust signal about a user and recompute their score (admins)."""
-    cmd = build(trust_schemas.RecordTrustSignal, body, user_id=user_id)
-    return execute(app, lambda: trust.record_trust_signal(app, actor, cmd), principal=_actor_key(actor), key=key,
-                   fingerprint=fingerprint(f"signal:{user_id}", cmd))
 
 
 def create_app(settings: Settings, marketplace: Marketplace | None = None) -> FastAPI:
