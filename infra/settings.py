@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     jwt_ttl_s: int = 3600
     platform_fee_bps: int = 500
     # Group commit: how long the writer waits for more commands before committing a batch.
-    group_commit_wait_ms: float = 2.0
+    group_commit_wait_ms: float = 0.5
     group_commit_max_batch: int = 512
 
     @property

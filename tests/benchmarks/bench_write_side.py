@@ -2,8 +2,8 @@
 
   raw INSERT        one row per transaction from 8 threads (PostgreSQL group commit) — the ceiling
   plain save        eventsourcing Application.save, one event per transaction, 8 threads
-  group commit      Marketplace.run from 16 threads: commands gathered and saved per batch
-  HTTP API          POST /v1/listings from 16 client threads against a separate server process
+  group commit      Marketplace.run from 64 threads: commands gathered and saved per batch
+  HTTP API          POST /v1/listings from 32 client threads against a separate server process
 
 Run with `./run bench` (or `python tests/benchmarks/bench_write_side.py`).
 """
@@ -35,6 +35,8 @@ from domain.money import Money  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+CALLERS = int(os.environ.get("BENCH_CALLERS", "64"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "32"))
 SELLER = uuid.uuid4()
 
 
@@ -89,7 +91,7 @@ def plain_save(app: Marketplace) -> float:
 
 
 def group_commit(app: Marketplace) -> float:
-    return timed(16, lambda: app.run(lambda: draft(app)) and None)
+    return timed(CALLERS, lambda: app.run(lambda: draft(app)) and None)
 
 
 def http_api(settings: Settings, name: str) -> float:
@@ -108,7 +110,7 @@ def http_api(settings: Settings, name: str) -> float:
                 local.client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
             assert local.client.post("/v1/listings", json=body, headers=headers).status_code == 201
 
-        return timed(16, one)
+        return timed(CLIENTS, one)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -150,10 +152,10 @@ def main() -> None:
         results = {
             "raw INSERT, 1 row/txn, 8 threads": raw_insert(settings),
             "plain save, 1 event/txn, 8 threads": plain_save(app),
-            "group commit (Application), 16 threads": group_commit(app),
+            f"group commit (Application), {CALLERS} callers": group_commit(app),
         }
         app.close()
-        results["HTTP API POST /v1/listings, 16 clients"] = http_api(settings, name)
+        results[f"HTTP API POST /v1/listings, {CLIENTS} clients"] = http_api(settings, name)
     finally:
         drop(settings, name)
     report(results)
