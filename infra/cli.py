@@ -105,6 +105,26 @@ def serve_commands(port: int = typer.Option(None, help="defaults to BAZAAR_COMMA
                 log_level="warning", access_log=False)
 
 
+@app.command("serve-reads")
+def serve_reads(port: int = typer.Option(None, help="defaults to BAZAAR_READ_API_PORT")) -> None:
+    """Run the read HTTP API (FastAPI) on 127.0.0.1."""
+    from infra.logging import configure_logging
+    from read_api.serve import serve
+
+    configure_logging()
+    serve(get_settings(), port=port)
+
+
+@app.command("serve-projections")
+def serve_projections() -> None:
+    """Run every projection's live consumer (Faust agents) until SIGTERM."""
+    from infra.logging import configure_logging
+    from projections.cli import run_projections
+
+    configure_logging()
+    run_projections(get_settings())
+
+
 @app.command("create-admin")
 def create_admin(
     email: str = typer.Option(...), password: str = typer.Option(...), name: str = typer.Option("Admin")
@@ -139,10 +159,19 @@ def demo() -> None:
         raise typer.Exit(1) from error
 
 
+def _mount_layers() -> None:
+    """Sub-command groups of the layers (imported here: this module is the composition root)."""
+    from projections.cli import projections_app
+
+    app.add_typer(projections_app, name="projections")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
 
+
+_mount_layers()
 
 if __name__ == "__main__":
     main()

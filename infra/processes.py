@@ -46,6 +46,13 @@ def platform_processes(settings: Settings) -> list[PlatformProcess]:
             port=settings.command_api_port,
             health_path="/health",
         ),
+        PlatformProcess("projections", ("serve-projections",)),
+        PlatformProcess(
+            "read-api",
+            ("serve-reads",),
+            port=settings.read_api_port,
+            health_path="/health",
+        ),
     ]
 
 
