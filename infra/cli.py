@@ -161,9 +161,14 @@ def demo() -> None:
 
 def _mount_layers() -> None:
     """Sub-command groups of the layers (imported here: this module is the composition root)."""
+    from commands.audit.cli import audit_app
+    from commands.catalog import schemas_app, topics
     from projections.cli import projections_app
 
     app.add_typer(projections_app, name="projections")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(schemas_app, name="schemas")
+    app.command("topics")(topics)
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""Benchmark of the auditor tools on the real local PostgreSQL (`./run up` first).
+
+    .venv/bin/python tests/benchmarks/bench_audit.py [--events 100000] [--rounds 3]
+
+Writes N events (wallets: opened + 9 deposits, 500 aggregates per save) to a schema of its own, signs a
+head every 1,000 events, then measures in the same run, alternating so that both see the same machine:
+- a bare scan: a server-side cursor over the events table recomputing a sha256 chain in Python;
+- `audit verify` from the store (hash chains, Merkle tree, heads), and its ratio to the bare scan
+  (goal >= 0.5);
+- `audit replay` from the store: rebuild, then comparison with the store (goal >= 50,000 events/s).
+Prints one line per figure and a JSON summary; the schema is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from commands.application import Marketplace  # noqa: E402
+from commands.audit.heads import HeadStore, leaf_data  # noqa: E402
+from commands.audit.merkle import MerkleLog, leaf_hash  # noqa: E402
+from commands.audit.replay import replay_store  # noqa: E402
+from commands.audit.signing import generate_private_key, make_tree_head, sign_tree_head  # noqa: E402
+from commands.audit.verify import LogSource, StoredHasher, stream_rows, verify_store  # noqa: E402
+from domain.money import Money  # noqa: E402
+from domain.wallet import Wallet  # noqa: E402
+from infra.settings import Settings, get_settings  # noqa: E402
+
+EVENTS_PER_WALLET = 10
+WALLETS_PER_SAVE = 500
+HEAD_EVERY = 1_000
+
+
+def isolated_app(settings: Settings, schema: str) -> Marketplace:
+    """A Marketplace whose tables live in their own schema."""
+
+    def construct_env(self: Any, name: str, env: Any = None) -> Any:
+        return Marketplace.construct_env(self, name, {**(env or {}), "POSTGRES_SCHEMA": schema})
+
+    cls = type("BenchAudit", (Marketplace,), {"name": schema, "construct_env": construct_env})
+    return cls(settings)
+
+
+def generate(app: Marketplace, events: int) -> None:
+    """Wallets of 10 events each, saved 500 aggregates at a time."""
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    made = 0
+    while made < events:
+        batch = []
+        for _ in range(min(WALLETS_PER_SAVE, (events - made) // EVENTS_PER_WALLET or 1)):
+            wallet = Wallet.open(owner_id=uuid.uuid4(), currency="EUR", now=now)
+            for i in range(EVENTS_PER_WALLET - 1):
+                wallet.deposit(amount=Money(100 + i, "EUR"), reference=f"psp-{made}-{i}",
+                               now=now + timedelta(seconds=i))
+            batch.append(wallet)
+            made += EVENTS_PER_WALLET
+        app.save(*batch)
+
+
+def sign_heads(source: LogSource) -> tuple[int, Ed25519PublicKey]:
+    """A head every HEAD_EVERY events and one at the end, as the relay would: (how many, the key)."""
+    key = generate_private_key()
+    hasher, tree, nids = StoredHasher(), MerkleLog(), []
+    for rows in stream_rows(source):
+        for nid, agg, version, topic, state in rows:
+            digest, _ = hasher(agg, version, topic, state)
+            tree.append(leaf_hash(leaf_data(nid, uuid.UUID(agg), version, digest)))
+            nids.append(nid)
+    heads = HeadStore(source.connect)
+    sizes = sorted({*range(HEAD_EVERY, tree.size, HEAD_EVERY), tree.size})
+    for size in sizes:
+        head = make_tree_head(key.public_key(), size, tree.root(size), int(time.time() * 1000))
+        heads.add(sign_tree_head(key, head), nids[size - 1])
+    return len(sizes), key.public_key()
+
+
+def bare_scan(source: LogSource) -> float:
+    """Events/s of a server-side cursor over the table recomputing a sha256 chain over the states."""
+    query = sql.SQL(
+        "SELECT notification_id, originator_id::text, originator_version, topic, state FROM {}"
+        " ORDER BY notification_id"
+    ).format(source.events)
+    started, count, chain = time.perf_counter(), 0, b""
+    with source.connect() as conn, conn.cursor(name="bench_bare_scan", binary=True) as cursor:
+        cursor.itersize = 10_000
+        cursor.execute(query)
+        for row in cursor:
+            chain = hashlib.sha256(chain + row[4]).digest()
+            count += 1
+    return count / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    settings = get_settings()
+    schema = f"bench_audit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    app = isolated_app(settings, schema)
+    source = LogSource(settings, schema, f"{schema}_events")
+    try:
+        started = time.perf_counter()
+        generate(app, args.events)
+        count = source.count()
+        print(f"generated {count:,} events in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
+        heads, public_key = sign_heads(source)
+        print(f"signed {heads} heads in {time.perf_counter() - started:.1f}s")
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(source.events))
+        bare, verify, ratios = [], [], []
+        for _ in range(args.rounds):
+            bare.append(bare_scan(source))
+            report = verify_store(source, public_key)
+            assert report.ok, [p.describe() for p in report.problems[:3]]
+            verify.append(report.rate)
+            ratios.append(verify[-1] / bare[-1])
+            print(f"  bare scan {bare[-1]:,.0f} events/s · audit verify {verify[-1]:,.0f} events/s · "
+                  f"ratio {ratios[-1]:.2f}")
+        replays = []
+        for _ in range(max(1, args.rounds - 1)):
+            replayed = replay_store(source)
+            assert replayed.ok, [d.describe() for d in replayed.differences[:3]]
+            replays.append(replayed)
+            print(f"  audit replay {replayed.rate:,.0f} events/s overall (rebuild "
+                  f"{replayed.rebuild_rate:,.0f} events/s in {replayed.rebuild_seconds:.2f}s, comparison "
+                  f"{replayed.compare_seconds:.2f}s)")
+        best = max(replays, key=lambda r: r.rate)
+        summary = {
+            "events": count,
+            "heads": heads,
+            "bare_scan_events_per_s": round(max(bare)),
+            "verify_events_per_s": round(max(verify)),
+            "verify_to_bare_ratio_median": round(statistics.median(ratios), 3),
+            "verify_to_bare_ratio_best_of_each": round(max(verify) / max(bare), 3),
+            "replay_events_per_s": round(best.rate),
+            "replay_rebuild_events_per_s": round(best.rebuild_rate),
+        }
+        print(f"audit verify: {summary['verify_events_per_s']:,} events/s, "
+              f"{summary['verify_to_bare_ratio_median']:.2f} of a bare scan (median of {args.rounds}; goal 0.5)")
+        print(f"audit replay: {summary['replay_events_per_s']:,} events/s overall, rebuild "
+              f"{summary['replay_rebuild_events_per_s']:,} events/s (goal 50,000)")
+        print(json.dumps(summary))
+        return 0
+    finally:
+        app.close()
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
