@@ -27,6 +27,8 @@ class SchemaRegistry:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], type[BaseModel]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
+        # latest_for_event_type runs once per published event: remember its answers until a register.
+        self._latest_by_event_type: dict[str, type[EventSchema]] = {}
 
     def register(self, model: type[BaseModel]) -> None:
         """Add a model under its `schema_name` and `schema_version` class vars."""
@@ -34,6 +36,7 @@ class SchemaRegistry:
         if key in self._models and self._models[key] is not model:
             raise ValueError(f"schema {key} registered twice")
         self._models[key] = model
+        self._latest_by_event_type.clear()
 
     def register_upcaster(self, name: str, from_version: int, upcaster: Upcaster) -> None:
         """Add the step that turns version `from_version` of `name` into `from_version + 1`."""
@@ -89,9 +92,13 @@ class SchemaRegistry:
 
     def latest_for_event_type(self, event_type: str) -> type[EventSchema]:
         """The latest event schema for a domain event type name such as "Listing.Drafted"."""
+        cached = self._latest_by_event_type.get(event_type)
+        if cached is not None:
+            return cached
         for model in reversed(self.models()):
             if issubclass(model, EventSchema) and model.event_type == event_type:
-                return self.latest_event(model.schema_name)
+                latest = self._latest_by_event_type[event_type] = self.latest_event(model.schema_name)
+                return latest
         raise SchemaNotFoundError(f"no event schema for {event_type}")
 
     def latest_event(self, name: str) -> type[EventSchema]:
