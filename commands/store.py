@@ -84,6 +84,12 @@ class BazaarRecorder(PostgresApplicationRecorder):
             binary=True,
         )
 
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # Processes starting together (APIs, relay, projections) deadlock on CREATE OR REPLACE of the
+        # same functions and triggers: take turns, for the length of this one transaction.
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext('bazaar.create_tables'))")
+        super()._create_table(curs)
+
     def _fetch_ids_after_insert_events(
         self,
         curs: Cursor[DictRow],

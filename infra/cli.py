@@ -105,6 +105,16 @@ def serve_commands(port: int = typer.Option(None, help="defaults to BAZAAR_COMMA
                 log_level="warning", access_log=False)
 
 
+@app.command()
+def relay() -> None:
+    """Relay the event store's notification log to Kafka and sign tree heads, until SIGTERM."""
+    from commands.relay import run_relay
+    from infra.logging import configure_logging
+
+    configure_logging()
+    run_relay(get_settings())
+
+
 @app.command("serve-reads")
 def serve_reads(port: int = typer.Option(None, help="defaults to BAZAAR_READ_API_PORT")) -> None:
     """Run the read HTTP API (FastAPI) on 127.0.0.1."""

@@ -32,6 +32,7 @@ class Demo:
     def __init__(self, settings: Settings, console: Console) -> None:
         self.console = console
         self.commands = httpx.Client(base_url=f"http://{settings.bind_host}:{settings.command_api_port}/v1", timeout=30)
+        self.reads = httpx.Client(base_url=f"http://{settings.bind_host}:{settings.read_api_port}/v1", timeout=30)
         self.positions: list[int] = []
         self.run_id = uuid.uuid4().hex[:6]
 
@@ -68,6 +69,51 @@ class Demo:
         self.console.print(f"order {order['order_id']}: [green]{released['status']}[/]")
         return {"seller": seller, "buyer": buyer, "listing": listing, "order": released}
 
+    def license_a_model(self, seller: Account, buyer: Account) -> dict[str, Any]:
+        """The seller lists an AI model and a lens, licenses the model to the buyer, who uses it."""
+        model = self.call("POST", "/listings", seller, expect=201, json={
+            "kind": "ai_model", "title": "Film grain denoiser v2", "category": "vision-models",
+            "description": "Removes film grain from scans", "price": {"amount": 9_900, "currency": "EUR"},
+        })
+        self.call("POST", f"/listings/{model['listing_id']}/publish", seller)
+        lens = self.call("POST", "/listings", seller, expect=201, json={
+            "kind": "goods", "title": "Leica Summicron 50mm lens", "category": "cameras",
+            "description": "For the M6", "price": {"amount": 18_000, "currency": "EUR"},
+        })
+        self.call("POST", f"/listings/{lens['listing_id']}/publish", seller)
+        licence = self.call("POST", "/licences", seller, expect=201, json={
+            "listing_id": model["listing_id"], "licensee_id": buyer.user_id, "kind": "usage_metered", "quota": 1_000,
+        })
+        self.call("POST", f"/licences/{licence['licence_id']}/usage", buyer, json={"units": 250})
+        return licence
+
+    def read(self, path: str, account: Account | None = None, **params: Any) -> Any:
+        """A read that waits until the projections applied everything this demo wrote."""
+        params["after"] = max(self.positions)
+        response = self.reads.get(path, params=params, headers=account.headers if account else None)
+        if response.status_code != 200:
+            raise DemoFailed(f"GET {path} → {response.status_code}: {response.text}")
+        return response.json()
+
+    def show_reads(self, sale: dict[str, Any], licence: dict[str, Any]) -> None:
+        """Search, the seller's dashboard and a licence check, read-your-writes."""
+        seller, buyer = sale["seller"], sale["buyer"]
+        found = self.read("/listings/search", q="leica lens", size=5)
+        table = Table(title=f"search 'leica lens': {found['total']} hit(s)")
+        for column in ("title", "status", "price", "score"):
+            table.add_column(column)
+        for item in found["items"]:
+            table.add_row(item["title"], item["status"], f"{item['price_amount'] / 100:.2f} {item['currency']}",
+                          f"{item['score']:.2f}" if item.get("score") is not None else "")
+        self.console.print(table)
+        facets = {f["value"]: f["count"] for f in (found.get("facets") or {}).get("category", [])}
+        self.console.print(f"category facets: {facets}")
+        dashboard = self.read(f"/sellers/{seller.user_id}/dashboard", seller)
+        self.console.print(f"seller dashboard: {dashboard}")
+        check = self.read(f"/licences/{licence['licence_id']}/check", buyer)
+        self.console.print(f"licence check: allowed={check['allowed']} reason={check['reason']} "
+                           f"remaining={check.get('remaining')}")
+
 
 def events_table(positions: list[int], settings: Settings) -> Table:
     """The events the demo appended, read back from the event store."""
@@ -90,8 +136,73 @@ def events_table(positions: list[int], settings: Settings) -> Table:
         app.close()
 
 
+DOMAIN_TOPICS = [f"bazaar.{name}" for name in ("user", "wallet", "listing", "order", "licence", "trust")]
+
+
+def end_offsets(settings: Settings) -> dict[Any, int]:
+    """Where each domain partition ends now: the demo reads what it relays from there."""
+    from kafka import TopicPartition
+
+    from infra.adapters.kafka import make_consumer
+
+    consumer = make_consumer(settings, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for topic in DOMAIN_TOPICS
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return dict(consumer.end_offsets(partitions))
+    finally:
+        consumer.close()
+
+
+def relayed_counts(positions: list[int], start: dict[Any, int], settings: Settings,
+                   timeout_s: float = 30.0) -> dict[str, int]:
+    """How many of the demo's events arrived on each domain topic (waiting for the relay)."""
+    import time
+
+    from infra.adapters.kafka import make_consumer
+    from schemas.messages import header_value
+
+    wanted = set(positions)
+    consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=1000)
+    consumer.assign(list(start))
+    for partition, offset in start.items():
+        consumer.seek(partition, offset)
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while wanted and time.monotonic() < deadline:
+            for message in consumer:
+                position = int(header_value(message.headers, "notification_id") or 0)
+                if position in wanted:
+                    wanted.discard(position)
+                    counts[message.topic] = counts.get(message.topic, 0) + 1
+    finally:
+        consumer.close()
+    if wanted:
+        raise DemoFailed(f"{len(wanted)} events did not arrive on Kafka within {timeout_s:.0f}s")
+    return counts
+
+
+def audit_passes(settings: Settings, console: Console) -> None:
+    """`bazaar audit verify` over the whole store: every chain and signed tree head holds."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify", "--from-store"],
+                            capture_output=True, text=True, check=False)
+    console.print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr)
+    if result.returncode != 0:
+        raise DemoFailed("audit verify failed:\n" + result.stdout + result.stderr)
+
+
 def run_demo(settings: Settings, console: Console) -> None:
     """Run every demo step and print the outcome."""
     demo = Demo(settings, console)
-    demo.sell_through_escrow()
+    start = end_offsets(settings)
+    sale = demo.sell_through_escrow()
+    licence = demo.license_a_model(sale["seller"], sale["buyer"])
     console.print(events_table(demo.positions, settings))
+    counts = relayed_counts(demo.positions, start, settings)
+    console.print(f"relayed to Kafka: {counts}")
+    demo.show_reads(sale, licence)
+    audit_passes(settings, console)

@@ -46,6 +46,7 @@ def platform_processes(settings: Settings) -> list[PlatformProcess]:
             port=settings.command_api_port,
             health_path="/health",
         ),
+        PlatformProcess("relay", ("relay",)),
         PlatformProcess("projections", ("serve-projections",)),
         PlatformProcess(
             "read-api",
