@@ -161,7 +161,9 @@ def create_admin(
 def demo() -> None:
     """The marketplace end to end over the running platform (start it with ./run up)."""
     from infra.demo import DemoFailed, run_demo
+    from infra.logging import configure_logging
 
+    configure_logging("WARNING")
     try:
         run_demo(get_settings(), Console(width=140))
     except DemoFailed as error:

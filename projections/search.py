@@ -103,4 +103,6 @@ class SearchProjection(Projection):
         ).fetchall()
         writes = [DocWrite(doc_id, version, doc) for doc_id, version, doc in map(document, rows)]
         if writes:
-            self.port.bulk(self.target, writes)
+            # Live batches are refreshed before the checkpoint commits, so a read that waited for this
+            # position (?after=) finds the documents; a rebuild refreshes once, before the swap.
+            self.port.bulk(self.target, writes, refresh=self.target == self.alias)

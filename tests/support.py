@@ -16,6 +16,7 @@ def require_services(settings: Settings, *names: str) -> None:
         "kafka": tuple(settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)),
         "opensearch": (settings.bind_host, settings.search_port),
         "command-api": (settings.bind_host, settings.command_api_port),
+        "read-api": (settings.bind_host, settings.read_api_port),
     }
     down = [name for name in names if not port_open(host_ports[name][0], int(host_ports[name][1]))]
     if down:
