@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from commands.application import Change, Idempotency, Marketplace, request_fingerprint
+from commands.audit.http import router as audit_router
 from commands.auth import Principal, TokenService, jwt_secret
 from commands.deps import Actor, App, IdempotencyKey, IfMatch
 from commands.errors import install_error_handlers
@@ -254,6 +255,7 @@ def create_app(settings: Settings, marketplace: Marketplace | None = None) -> Fa
                   description="Commands that append events. Every response carries the log position.")
     install_error_handlers(api)
     api.include_router(router)
+    api.include_router(audit_router)
 
     @api.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

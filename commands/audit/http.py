@@ -1,0 +1,74 @@
+"""Read-only HTTP for auditors on the command API: the public key, signed tree heads and proofs.
+
+Proofs are computed from the store exactly as `bazaar audit prove` / `consistency` compute them; an
+auditor checks them offline with `bazaar audit check-proof` and the public key alone.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from commands.application import ForbiddenError
+from commands.audit.keys import public_key
+from commands.audit.prove import ProveError, consistency_proof, head_document, inclusion_proof
+from commands.audit.signing import key_id, public_key_to_b64
+from commands.audit.verify import LogSource, read_heads
+from commands.auth import Principal
+from commands.deps import App, get_principal
+from commands.errors import error_body
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+def auditor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """Auditors and admins only."""
+    if principal.role not in ("auditor", "admin"):
+        raise ForbiddenError("only auditors and admins read the audit trail", needed="auditor")
+    return principal
+
+
+Auditor = Annotated[Principal, Depends(auditor)]
+
+
+def _unavailable(error: ProveError) -> JSONResponse:
+    return JSONResponse(error_body("audit.proof_unavailable", str(error)), status_code=404)
+
+
+@router.get("/public-key")
+def get_public_key(app: App) -> dict[str, str]:
+    """The Ed25519 key every tree head is signed with (raw, base64): all an auditor needs to trust."""
+    key = public_key(app.settings)
+    return {"key_id": key_id(key), "public_key": public_key_to_b64(key)}
+
+
+@router.get("/heads")
+async def list_heads(app: App, _: Auditor, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    """The latest signed tree heads, newest first."""
+    heads = await run_in_threadpool(read_heads, LogSource(app.settings))
+    return [head_document(head) for head in reversed(heads) if head.signed is not None][:limit]
+
+
+@router.get("/proofs/inclusion/{event}", response_model=None)
+async def prove_inclusion(
+    event: str, app: App, _: Auditor, head_size: int | None = Query(None, ge=1)
+) -> dict[str, Any] | JSONResponse:
+    """Inclusion proof of one event (notification id, or AGGREGATE_ID:VERSION) under a signed head."""
+    try:
+        return await run_in_threadpool(inclusion_proof, LogSource(app.settings), event, head_size=head_size)
+    except ProveError as error:
+        return _unavailable(error)
+
+
+@router.get("/proofs/consistency", response_model=None)
+async def prove_consistency(
+    app: App, _: Auditor, old: int = Query(ge=1), new: int = Query(ge=1)
+) -> dict[str, Any] | JSONResponse:
+    """Proof that the log at size `old` is a prefix of the log at size `new`."""
+    try:
+        return await run_in_threadpool(consistency_proof, LogSource(app.settings), old, new)
+    except ProveError as error:
+        return _unavailable(error)
