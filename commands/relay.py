@@ -43,7 +43,7 @@ import psycopg
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eventsourcing.application import Application
-from eventsourcing.persistence import Mapper, Notification
+from eventsourcing.persistence import Mapper, Notification, StoredEvent
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
@@ -56,8 +56,8 @@ from commands.audit.heads import HeadStore, leaf_data
 from commands.audit.keys import signing_key
 from commands.audit.merkle import MerkleLog, leaf_hash
 from commands.audit.signing import SignedTreeHead, make_tree_head, sign_tree_head
+from commands.audit.verify import fast_event_and_hash
 from commands.messages import to_message
-from domain.chain import event_hash
 from infra.adapters.kafka import ensure_topics, make_producer
 from infra.settings import Settings, get_settings
 from schemas.messages import TOPIC_PREFIX, EventMessage
@@ -131,15 +131,18 @@ def map_notifications(mapper: Mapper[Any], notifications: Sequence[Notification]
     messages: list[EventMessage] = []
     leaves: list[bytes] = []
     for notification in notifications:
-        event = mapper.to_domain_event(notification)
-        message = to_message(event, notification.id, topic_prefix)
-        # to_message already hashed the event; reuse its header instead of hashing twice.
-        hash_hex = message.header("event_hash")
-        assert hash_hex is not None
+        # One parse gives both the event and its hash (the auditor's fast path, identical to event_hash).
+        event, hash_hex = fast_event_and_hash(_stored(notification), mapper)
+        message = to_message(event, notification.id, topic_prefix, digest=hash_hex, validate=False)
         data = leaf_data(notification.id, event.originator_id, event.originator_version, hash_hex)
         messages.append(message)
         leaves.append(leaf_hash(data))
     return Batch(messages, leaves, notifications[-1].id)
+
+
+def _stored(notification: Notification) -> StoredEvent:
+    return StoredEvent(notification.originator_id, notification.originator_version, notification.topic,
+                       notification.state)
 
 
 class KeyPartitions:
@@ -337,9 +340,8 @@ class Relay:
 
     def _leaf(self, notification: Notification) -> bytes:
         """The Merkle leaf hash of one stored event."""
-        event = self.mapper.to_domain_event(notification)
-        data = leaf_data(notification.id, event.originator_id, event.originator_version, event_hash(event))
-        return leaf_hash(data)
+        event, digest = fast_event_and_hash(_stored(notification), self.mapper)
+        return leaf_hash(leaf_data(notification.id, event.originator_id, event.originator_version, digest))
 
     def _check_latest_head(self) -> None:
         """Refuse to go on when the rebuilt tree disagrees with the last head signed over it."""
