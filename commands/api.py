@@ -36,9 +36,10 @@ def body_model(command: type[BaseModel], *path_fields: str) -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (info.annotation, info) for name, info in command.model_fields.items() if name not in path_fields
     }
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    model: type[BaseModel] = create_model(
         f"{command.__name__}Body", __config__=ConfigDict(extra="forbid"), __doc__=command.__doc__, **fields
     )
+    return model
 
 
 def build(command: type[C], body: BaseModel | None, **path: Any) -> C:

@@ -113,7 +113,7 @@ def request_fingerprint(*parts: str | bytes) -> str:
     return digest.hexdigest()
 
 
-class Marketplace(Application):
+class Marketplace(Application[UUID]):
     """Bazaar's event-sourced write model."""
 
     name = "Bazaar"  # eventsourcing names the events table after it: bazaar_events
@@ -146,7 +146,7 @@ class Marketplace(Application):
     def load(self, cls: type[A], aggregate_id: UUID, *, if_match: int | None = None) -> A:
         """The aggregate of that class, or NotFoundError; VersionConflict when If-Match is stale."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFoundError(f"{cls.__name__.lower()} not found", id=aggregate_id) from None
         if not isinstance(aggregate, cls):

@@ -85,7 +85,7 @@ class Demo:
             "listing_id": model["listing_id"], "licensee_id": buyer.user_id, "kind": "usage_metered", "quota": 1_000,
         })
         self.call("POST", f"/licences/{licence['licence_id']}/usage", buyer, json={"units": 250})
-        return licence
+        return dict(licence)
 
     def read(self, path: str, account: Account | None = None, **params: Any) -> Any:
         """A read that waits until the projections applied everything this demo wrote."""
@@ -130,7 +130,7 @@ def events_table(positions: list[int], settings: Settings) -> Table:
             if notification.id in wanted:
                 event = app.mapper.to_domain_event(notification)
                 table.add_row(str(notification.id), str(event.originator_id)[:8], str(event.originator_version),
-                              type(event).__qualname__, event.prev_hash[:12])
+                              type(event).__qualname__, getattr(event, "prev_hash", "")[:12])
         return table
     finally:
         app.close()
