@@ -69,6 +69,9 @@ class TokenService:
     def __init__(self, secret: str, ttl_s: int) -> None:
         self._secret = secret
         self._ttl_s = ttl_s
+        # Clients send the same token with every request and decoding costs more than the command
+        # itself: a token's verified claims are remembered; its expiry is still checked on every use.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, user_id: UUID, role: str, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -76,6 +79,20 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm=self.algorithm)
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            self._verified.pop(token, None)
+            raise AuthError("auth.token_expired", "the access token has expired")
+        principal, expires = self._decode(token)
+        if len(self._verified) >= 10_000:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(token, self._secret, algorithms=[self.algorithm], options={"require": ["exp", "sub"]})
         except jwt.ExpiredSignatureError as exc:
@@ -84,4 +101,4 @@ class TokenService:
             raise AuthError("auth.token_invalid", "the access token is not valid") from exc
         if claims.get("role") not in ROLES:
             raise AuthError("auth.token_invalid", "the access token names no known role")
-        return Principal(UUID(claims["sub"]), claims["role"])
+        return Principal(UUID(claims["sub"]), claims["role"]), float(claims["exp"])

@@ -24,7 +24,7 @@ from commands.errors import error_body
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-def auditor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def auditor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     """Auditors and admins only."""
     if principal.role not in ("auditor", "admin"):
         raise ForbiddenError("only auditors and admins read the audit trail", needed="auditor")
