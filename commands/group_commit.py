@@ -12,7 +12,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -29,13 +28,44 @@ class ConcurrencyConflict(Exception):
     """Another command wrote the same aggregate version first."""
 
 
+class Outcome:
+    """A one-shot result handed from the writer thread to one waiting caller.
+
+    A pre-acquired lock is the cheapest wake-up CPython has; with dozens of callers per batch a
+    Future's condition variable was a measurable share of each command's CPU.
+    """
+
+    __slots__ = ("_done", "_ids", "_error")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._ids: list[int] = []
+        self._error: BaseException | None = None
+
+    def set_result(self, ids: list[int]) -> None:
+        self._ids = ids
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done.release()
+
+    def result(self, timeout: float) -> list[int]:
+        if not self._done.acquire(timeout=timeout):
+            raise TimeoutError("the group commit did not answer in time")
+        if self._error is not None:
+            raise self._error
+        return self._ids
+
+
 @dataclass
 class CommitUnit:
     """The events one command produced, saved all or nothing."""
 
     events: Sequence[Any]
     idempotency: IdempotencyRecord | None = None
-    future: Future[list[int]] = field(default_factory=Future)
+    future: Outcome = field(default_factory=Outcome)
 
     def keys(self) -> set[tuple[UUID, int]]:
         return {(event.originator_id, event.originator_version) for event in self.events}
