@@ -68,6 +68,18 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def dial_host(settings: Settings) -> str:
+    """Address clients dial: the bind host, or loopback when bound to every interface."""
+    bind = settings.bind_host
+    return "127.0.0.1" if bind in ("0.0.0.0", "::", "*", "") else bind
+
+
+def refuse_taken_port(service: str, host: str, port: int, log_file: Path | None) -> None:
+    """A port answering before we started anything belongs to someone else: say so, do not wait on it."""
+    if port_open(host, port):
+        raise ServiceStartError(service, f"port {port} is taken by another process", log_file)
+
+
 def pid_alive(pid: int) -> bool:
     """True while the process runs; a dead child of ours is reaped first (kill -0 succeeds on zombies)."""
     try:

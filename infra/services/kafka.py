@@ -10,10 +10,12 @@ from pathlib import Path
 from infra.services.base import (
     ServiceStartError,
     ServiceState,
+    dial_host,
     maven_copy_dependencies,
     pid_alive,
     port_open,
     read_pid,
+    refuse_taken_port,
     service_paths,
     spawn_detached,
     stop_pid,
@@ -59,9 +61,7 @@ class KafkaService:
 
     @property
     def host(self) -> str:
-        """Address clients dial: the bind host, or loopback when bound to every interface."""
-        bind = self.settings.bind_host
-        return "127.0.0.1" if bind in ("0.0.0.0", "::", "") else bind
+        return dial_host(self.settings)
 
     @property
     def address(self) -> str:
@@ -84,10 +84,7 @@ class KafkaService:
             return
         pid = read_pid(self.pid_file)
         if pid is None:
-            if port_open(self.host, self.settings.kafka_port):
-                raise ServiceStartError(
-                    self.name, f"port {self.settings.kafka_port} is taken by another process", self.log_file
-                )
+            refuse_taken_port(self.name, self.host, self.settings.kafka_port, self.log_file)
             self.install()
             self._write_config()
             self._format_storage_once()

