@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,10 +11,7 @@ from commands.application import ForbiddenError, VersionConflict
 from commands.auth import AuthError
 from commands.deps import BadHeader
 from domain.errors import DomainError, NotFoundError, NotPartyError
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+from schemas.errors import error_body, validation_details
 
 
 def domain_status(error: DomainError) -> int:
@@ -30,24 +25,17 @@ def domain_status(error: DomainError) -> int:
     return 409
 
 
-def _validation_details(errors: Any) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg"), "type": err.get("type")}
-        for err in errors
-    ]
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Map every exception the command side raises on bad input to its status and code."""
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        body = error_body("request.invalid", "the request is malformed", _validation_details(exc.errors()))
+        body = error_body("request.invalid", "the request is malformed", validation_details(exc.errors()))
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ValidationError)
     async def _command_invalid(_: Request, exc: ValidationError) -> JSONResponse:
-        body = error_body("request.invalid", "the command is malformed", _validation_details(exc.errors()))
+        body = error_body("request.invalid", "the command is malformed", validation_details(exc.errors()))
         return JSONResponse(body, status_code=422)
 
     @app.exception_handler(BadHeader)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from commands.auth import AuthError
 from infra.adapters.search import SearchError
+from schemas.errors import error_body, validation_details
 
 log = structlog.get_logger(__name__)
 
@@ -61,18 +62,6 @@ class SemanticUnavailable(ReadError):
 
     status = 503
     code = "semantic.unavailable"
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
-def validation_details(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic errors as [{loc, msg, type}], without echoing the raw input back."""
-    return [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg"), "type": err.get("type")}
-        for err in errors
-    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:

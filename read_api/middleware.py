@@ -15,7 +15,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from infra.settings import Settings
-from read_api.errors import error_body
+from schemas.errors import error_body
 
 log = structlog.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from commands.audit.signing import key_id, public_key_to_b64
 from commands.audit.verify import LogSource, read_heads
 from commands.auth import Principal
 from commands.deps import App, get_principal
-from commands.errors import error_body
+from schemas.errors import error_body
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
