@@ -146,10 +146,15 @@ def verify(
         else:
             task = progress.add_task("verify store", total=source.count())
             report = verify_store(source, key, on_progress=lambda n: progress.advance(task, n))
+    _finish(report, as_json, _print_verify)
+
+
+def _finish(report: Any, as_json: bool, printer: Callable[[Any], None]) -> None:
+    """Print a report (JSON or text) and exit 0 only when everything held."""
     if as_json:
         out.print_json(json.dumps(report.to_dict(), default=str))
     else:
-        _print_verify(report)
+        printer(report)
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -295,11 +300,7 @@ def replay(
             )
         else:
             report = replay_store(source, on_progress=advance, on_compare=compared)
-    if as_json:
-        out.print_json(json.dumps(report.to_dict(), default=str))
-    else:
-        _print_replay(report)
-    raise typer.Exit(0 if report.ok else 1)
+    _finish(report, as_json, _print_replay)
 
 
 def _print_replay(report: Any) -> None:
