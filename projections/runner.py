@@ -447,14 +447,27 @@ def _status_of(conn: psycopg.Connection[Any], consumer: KafkaConsumer, config: P
             " AND heartbeat_at > now() - make_interval(secs => %s)",
             (name, f"{name}{NEXT_SUFFIX}", LIVE_WITHIN_S)).fetchall())
     offsets = {(t, p): o for t, p, o, _, _ in rows}
-    lag = sum(max(0, end - offsets.get(tp, 0)) for tp, end in ends.items())
-    last_apply = max((r[4] for r in rows), default=None)
-    lag_s = 0.0 if lag == 0 or last_apply is None else max(0.0, time.time() - last_apply.timestamp())
+    lagging = {tp: offsets.get(tp, 0) for tp, end in ends.items() if end > offsets.get(tp, 0)}
+    lag = sum(ends[tp] - offset for tp, offset in lagging.items())
+    oldest = _oldest_unapplied_ms(consumer, lagging)
+    lag_s = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
     state = "rebuilding" if f"{name}{NEXT_SUFFIX}" in states else states.get(name, "stopped")
     return ProjectionStatus(
         name=name, state=state, offsets={f"{t}[{p}]": o for (t, p), o in sorted(offsets.items())},
         last_notification_id=max((r[3] for r in rows), default=0), lag_events=lag, lag_seconds=round(lag_s, 3),
     )
+
+
+def _oldest_unapplied_ms(consumer: KafkaConsumer, lagging: dict[tuple[str, int], int]) -> float | None:
+    """Timestamp (ms) of the oldest message not yet applied: the first one at each lagging offset."""
+    stamps: list[float] = []
+    for (topic, partition), offset in lagging.items():
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        for records in consumer.poll(timeout_ms=2000, max_records=1).values():
+            stamps.extend(record.timestamp for record in records[:1])
+    return min(stamps) if stamps else None
 
 
 @contextmanager

@@ -386,7 +386,7 @@ def assert_search_equal(port: SearchPort, alias: str, world: World) -> None:
 # -- the world: isolated topics, schema and alias ----------------------------------------------------------
 
 _REF_BY_FIRST: dict[float, str] = {}
-SUFFIXES = ("", "kf", "kk")  # main schema, kill tests of the faust and kafka engines
+SUFFIXES = ("", "kf", "kk", "lag")  # main schema, kill tests of the faust and kafka engines, status lag
 
 
 @dataclass
@@ -522,6 +522,19 @@ def test_poison_goes_to_the_dlq_and_the_consumer_carries_on(caught_up: World) ->
     with conn_for(config) as conn:
         assert_models_equal(conn, caught_up)  # the events after the poison were applied
     assert all(s.lag_events == 0 for s in status(config))
+
+
+def test_status_reports_lag_in_events_and_the_age_of_the_oldest_unapplied(world: World) -> None:
+    config = world.config("lag", names=("listings", "wallets"))
+    time.sleep(1.2)  # every message of the world is at least this old now
+
+    behind = {s.name: s for s in status(config)}
+    catch_up(config)
+    caught = status(config)
+
+    assert {name: s.lag_events > 0 for name, s in behind.items()} == {"listings": True, "wallets": True}
+    assert all(s.lag_seconds >= 1.0 for s in behind.values())
+    assert all(s.lag_events == 0 and s.lag_seconds == 0.0 for s in caught)
 
 
 def to_message_at(message: EventMessage, notification_id: int) -> EventMessage:
