@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from typing import Any, Literal
 
@@ -67,7 +68,7 @@ def status_command(
         offsets = " ".join(f"{tp}={o}" for tp, o in row.offsets.items())
         table.add_row(row.name, f"[{colour}]{row.state}[/]", offsets, str(row.last_notification_id),
                       str(row.lag_events), f"{row.lag_seconds:.1f}")
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @projections_app.command("rebuild")
