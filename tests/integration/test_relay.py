@@ -28,7 +28,9 @@ import pytest
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from commands.application import Marketplace
 from commands.audit.heads import HeadStore, leaf_data
@@ -211,6 +213,20 @@ class RelayProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+def delete_topics(settings: Settings, topics: list[str]) -> None:
+    """Drop test topics with a fresh admin client: one made before a broker restart may hold a dead link."""
+    for attempt in Retrying(retry=retry_if_exception_type(KafkaError), stop=stop_after_delay(60),
+                            wait=wait_fixed(1), reraise=True):
+        with attempt:
+            admin = make_admin(settings)
+            try:
+                left = [topic for topic in topics if topic in set(admin.list_topics())]
+                if left:
+                    admin.delete_topics(left)
+            finally:
+                admin.close()
+
+
 @pytest.fixture
 def iso(settings: Settings, tmp_path: Path) -> Iterator[Isolated]:
     require_services(settings, "postgres", "kafka")
@@ -233,8 +249,8 @@ def iso(settings: Settings, tmp_path: Path) -> Iterator[Isolated]:
         yield isolated
     finally:
         app.close()
-        admin.delete_topics([isolated.wallet_topic, isolated.checkpoints_topic])
         admin.close()
+        delete_topics(settings, [isolated.wallet_topic, isolated.checkpoints_topic])
         with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {isolated.schema} CASCADE")
             conn.execute(f"DROP TABLE IF EXISTS {isolated.app_name}_events, {isolated.app_name}_events_idempotency")
