@@ -25,6 +25,7 @@ from commands.store import BazaarRecorder, IdempotencyRecord, eventsourcing_env
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError, NotFoundError
 from domain.wallet import Wallet, wallet_id_for
+from infra.secrets import stored_secret
 from infra.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -222,9 +223,4 @@ class Marketplace(Application[UUID]):
 
 def _pepper(settings: Settings) -> bytes:
     """Secret key of the e-mail lookup hash, generated once under the secrets folder."""
-    path = settings.secrets_dir / "email.pepper"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(stored_secret(settings, "email.pepper", lambda: secrets.token_hex(32)))

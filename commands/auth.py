@@ -5,13 +5,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from infra.secrets import stored_secret
 from infra.settings import Settings
 
 ROLES = ("admin", "seller", "buyer", "auditor")
@@ -53,12 +53,7 @@ def jwt_secret(settings: Settings) -> str:
     """The configured secret, or one generated once and kept under the project's secrets folder."""
     if settings.jwt_secret:
         return settings.jwt_secret
-    path: Path = settings.secrets_dir / "jwt.secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return stored_secret(settings, "jwt.secret", lambda: secrets.token_urlsafe(48))
 
 
 class TokenService:
