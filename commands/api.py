@@ -52,14 +52,11 @@ def execute(
     app: Marketplace,
     act: Callable[[], Change],
     *,
-    principal: str,
-    key: str | None,
-    fingerprint: str,
+    idempotency: Idempotency | None,
     if_match: int | None = None,
     created: bool = False,
 ) -> JSONResponse:
     """Run a handler through the application and shape the response (201 for creations)."""
-    idempotency = Idempotency(principal, key, fingerprint) if key else None
     result = app.run(act, idempotency=idempotency, if_match=if_match)
     headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
     code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
@@ -204,9 +201,12 @@ def _endpoint(route: CommandRoute) -> Callable[..., JSONResponse]:
         own_ids = {name: value for name, value in ids.items() if name in route.command.model_fields}
         cmd = build(route.command, body, **own_ids)
         caller = actor or Principal(UUID(int=0), "anonymous")
-        return execute(app, lambda: route.act(app, caller, cmd, ids, if_match),
-                       principal=str(actor.user_id) if actor else "anonymous", key=key,
-                       fingerprint=fingerprint(f"{route.method} {route.path} {ids}", cmd, if_match),
+        # The request is fingerprinted only when a key asks for retry safety (it is on the hot path).
+        idempotency = None
+        if key:
+            principal = str(actor.user_id) if actor else "anonymous"
+            idempotency = Idempotency(principal, key, fingerprint(f"{route.method} {route.path} {ids}", cmd, if_match))
+        return execute(app, lambda: route.act(app, caller, cmd, ids, if_match), idempotency=idempotency,
                        if_match=if_match, created=route.created)
 
     kw = inspect.Parameter.KEYWORD_ONLY
