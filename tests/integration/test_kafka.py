@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from infra.adapters.kafka import bootstrap_servers, ensure_topics, make_admin, make_consumer, make_producer
-from infra.services.base import port_open
+from infra.adapters.kafka import ensure_topics, make_admin, make_consumer, make_producer
 from infra.settings import Settings
 from infra.topics import CATALOGUE, DOMAIN_TOPICS, FOREVER
+from tests.support import require_services
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +25,7 @@ TEST_PARTITIONS = 3
 def settings() -> Settings:
     """Settings of the running node; fails (not skips) when Kafka is down, since these tests need it."""
     settings = Settings()
-    host, _, port = bootstrap_servers(settings)[0].rpartition(":")
-    if not port_open(host, int(port)):
-        pytest.fail(f"Kafka is not answering on {host}:{port}: start the local services with `./run up`")
+    require_services(settings, "kafka")
     return settings
 
 
