@@ -20,8 +20,8 @@ from commands.audit.signing import SignedTreeHead
 HEADS_TABLE = "bazaar_audit_heads"
 
 
-def leaf_data(notification_id: int, aggregate_id: UUID, version: int, event_hash: str) -> bytes:
-    """The bytes hashed into the Merkle leaf of one event."""
+def leaf_data(notification_id: int, aggregate_id: UUID | str, version: int, event_hash: str) -> bytes:
+    """The bytes hashed into the Merkle leaf of one event (`aggregate_id` as a UUID or its text)."""
     return f"{notification_id}:{aggregate_id}:{version}:{event_hash}".encode()
 
 
