@@ -1,8 +1,8 @@
-"""Every public RFC 6962 proof vector in ../shared/testdata/rfc6962 is accepted or rejected as it says.
+"""Every public RFC 6962 proof vector in tests/testdata/rfc6962 is accepted or rejected as it says.
 
-One test case per JSON file. The folder sits beside the repository (`<dir>/repo` + `<dir>/shared`); when it
-is missing the suite fails rather than skipping, since an audit verifier checked against nothing proves
-nothing.
+One test case per JSON file. The vectors are vendored into the repository (see their README for where they
+came from), so a fresh clone needs nothing beside it; when the folder is missing the suite fails rather than
+skipping, since an audit verifier checked against nothing proves nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from commands.audit.merkle import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-VECTORS = REPO_ROOT.parent / "shared" / "testdata" / "rfc6962"
+VECTORS = REPO_ROOT / "tests" / "testdata" / "rfc6962"
 KINDS = ("inclusion", "consistency", "subtreeinclusion", "subtreeconsistency")
 
 # The leaves of the RFC 6962 reference tree; every happy-path vector is a proof over a prefix of it.
