@@ -60,13 +60,13 @@ from commands.audit.verify import fast_event_and_hash
 from commands.messages import to_message
 from infra.adapters.kafka import ensure_topics, make_producer
 from infra.settings import Settings, get_settings
+from schemas import names
 from schemas.messages import TOPIC_PREFIX, EventMessage
 
 log = structlog.get_logger(__name__)
 
-POSITIONS_TABLE = "bazaar_relay_positions"
+POSITIONS_TABLE = names.RELAY_POSITIONS_TABLE
 LOCK_KEY_PREFIX = "bazaar.relay."
-CHECKPOINTS_TOPIC = "audit.checkpoints"
 POSITIONS_DDL = (
     f"CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} ("
     " name text PRIMARY KEY,"
@@ -216,7 +216,7 @@ class Relay:
         self.settings = settings
         self.name = name
         self.topic_prefix = topic_prefix
-        self.checkpoints_topic = f"{topic_prefix}{CHECKPOINTS_TOPIC}"
+        self.checkpoints_topic = names.topic(names.CHECKPOINTS_TOPIC, topic_prefix)
         self.batch_size = batch_size
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s

@@ -174,7 +174,7 @@ def demo() -> None:
 def _mount_layers() -> None:
     """Sub-command groups of the layers (imported here: this module is the composition root)."""
     from commands.audit.cli import audit_app
-    from commands.catalog import schemas_app, topics
+    from infra.data_teams import schemas_app, topics
     from projections.cli import projections_app
 
     app.add_typer(projections_app, name="projections")

@@ -9,6 +9,8 @@ from typing import Any
 import kafka.errors as kafka_errors
 import structlog
 
+from schemas import names
+
 log = structlog.get_logger(__name__)
 
 FOREVER = -1
@@ -40,7 +42,7 @@ class TopicSpec:
 
 def _domain(aggregate: str, description: str) -> TopicSpec:
     """An event-sourced aggregate's topic: kept forever so any consumer can replay from offset 0."""
-    return TopicSpec(f"bazaar.{aggregate}", DOMAIN_PARTITIONS, FOREVER, description)
+    return TopicSpec(names.domain_topic(aggregate), DOMAIN_PARTITIONS, FOREVER, description)
 
 
 CATALOGUE: tuple[TopicSpec, ...] = (
@@ -53,44 +55,37 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     _domain("trust", "Trust score events: signals recorded and scores recomputed, per user."),
     _domain("user", "User events: registered with a role; personal data crypto-shredded on erasure."),
     TopicSpec(
-        "bazaar.audit.checkpoints",
+        names.topic(names.CHECKPOINTS_TOPIC),
         1,
         FOREVER,
         "Signed Merkle tree heads over the whole event log, one partition to keep them in order.",
     ),
     TopicSpec(
-        "bazaar.activity",
+        names.topic(names.ACTIVITY_TOPIC),
         DOMAIN_PARTITIONS,
         SEVEN_DAYS_MS,
         "High-volume behaviour (views, searches, cart adds); not event-sourced.",
     ),
     TopicSpec(
-        "bazaar.trends", DOMAIN_PARTITIONS, SEVEN_DAYS_MS, "Windowed trend aggregates from the stream jobs."
+        names.topic(names.TRENDS_TOPIC), DOMAIN_PARTITIONS, SEVEN_DAYS_MS,
+        "Windowed trend aggregates from the stream jobs.",
     ),
     TopicSpec(
-        "bazaar.enrichment.dlq",
+        names.topic(names.ENRICHMENT_DLQ_TOPIC),
         DOMAIN_PARTITIONS,
         FOREVER,
         "Poison messages from enrichment, each with the reason.",
     ),
     TopicSpec(
-        "bazaar.projections.dlq",
+        names.topic(names.PROJECTIONS_DLQ_TOPIC),
         DOMAIN_PARTITIONS,
         FOREVER,
         "Events a projection could not apply, each with the reason.",
     ),
 )
 
-DOMAIN_AGGREGATES: tuple[str, ...] = ("listing", "order", "wallet", "licence", "trust", "user")
-DOMAIN_TOPICS: tuple[str, ...] = tuple(f"bazaar.{aggregate}" for aggregate in DOMAIN_AGGREGATES)
-
-
-def topic_for(aggregate: str) -> str:
-    """The domain topic an aggregate's events are published to (`bazaar.<aggregate>`)."""
-    name = f"bazaar.{aggregate}"
-    if name not in DOMAIN_TOPICS:
-        raise KeyError(f"no domain topic for aggregate {aggregate!r}")
-    return name
+DOMAIN_AGGREGATES = names.DOMAIN_AGGREGATES
+DOMAIN_TOPICS: tuple[str, ...] = tuple(names.domain_topic(aggregate) for aggregate in DOMAIN_AGGREGATES)
 
 
 def ensure_topics(

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.base import EventSchema
+from schemas.names import TOPIC_PREFIX as TOPIC_PREFIX
+from schemas.names import topic
 from schemas.registry import REGISTRY, SchemaRegistry
-
-TOPIC_PREFIX = "bazaar."
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,6 @@ class EventMessage:
 
     def header(self, name: str) -> str | None:
         return header_value(self.headers, name)
-
-
-def topic_for(aggregate: str, prefix: str = TOPIC_PREFIX) -> str:
-    return f"{prefix}{aggregate}"
 
 
 def header_value(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -56,7 +52,7 @@ def encode_event(
         ("event_hash", event_hash.encode()),
     ]
     key = str(event.aggregate_id).encode()
-    return EventMessage(topic_for(event.aggregate, topic_prefix), key, value, headers)
+    return EventMessage(topic(event.aggregate, topic_prefix), key, value, headers)
 
 
 class PoisonMessage(ValueError):

@@ -16,8 +16,9 @@ from uuid import UUID
 from psycopg import Connection
 
 from commands.audit.signing import SignedTreeHead
+from schemas import names
 
-HEADS_TABLE = "bazaar_audit_heads"
+HEADS_TABLE = names.AUDIT_HEADS_TABLE
 
 
 def leaf_data(notification_id: int, aggregate_id: UUID | str, version: int, event_hash: str) -> bytes:

@@ -6,7 +6,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from commands.audit.signing import (
     generate_private_key,
-    load_public_key,
     private_key_from_pem,
     private_key_to_pem,
     public_key_to_b64,
@@ -30,7 +29,3 @@ def public_key(settings: Settings) -> Ed25519PublicKey:
     """The public key auditors check tree heads with (`bazaar audit public-key` prints it)."""
     return signing_key(settings).public_key()
 
-
-def load_auditor_key(text: str) -> Ed25519PublicKey:
-    """A public key an auditor holds: PEM, raw base64 or a file's contents."""
-    return load_public_key(text.strip())

@@ -67,7 +67,8 @@ from commands.audit.signing import SignedTreeHead, key_id, verify_tree_head
 from commands.store import EVENTS_TABLE, eventsourcing_env
 from domain.chain import GENESIS_HASH, event_hash, from_envelope, hash_fields
 from infra.settings import Settings
-from schemas.messages import TOPIC_PREFIX, header_value, topic_for
+from schemas import names
+from schemas.messages import TOPIC_PREFIX, header_value
 from schemas.registry import REGISTRY, SchemaRegistry
 
 ProblemKind = Literal["altered", "missing", "duplicated", "reordered", "bad-signature", "root-mismatch"]
@@ -1011,12 +1012,12 @@ def _drain(consumer: Any, ends: dict[Any, int], idle_timeout_s: float) -> Iterat
 
 def domain_topics(prefix: str = TOPIC_PREFIX, registry: SchemaRegistry = REGISTRY) -> list[str]:
     """The domain topics under a prefix: one per aggregate of the registry's event schemas."""
-    return sorted({topic_for(model.aggregate, prefix) for model in registry.event_models()})
+    return sorted({names.topic(model.aggregate, prefix) for model in registry.event_models()})
 
 
 def checkpoints_topic(prefix: str = TOPIC_PREFIX) -> str:
     """Where the relay publishes signed tree heads."""
-    return f"{prefix}audit.checkpoints"
+    return names.topic(names.CHECKPOINTS_TOPIC, prefix)
 
 
 def read_checkpoints(settings: Settings, prefix: str = TOPIC_PREFIX) -> list[StoredHead]:

@@ -632,7 +632,7 @@ def test_verify_and_replay_from_kafka(services: Settings, log: Log, kafka_prefix
     assert replayed.ok, [d.describe() for d in replayed.differences[:5]]
     assert replayed.duplicates_skipped == 4 and replayed.redacted == 2
     assert replayed.aggregates == len(log.aggregates)
-    from commands.catalog import live_partitions
+    from infra.data_teams import live_partitions
 
     assert live_partitions(services, [f"{kafka_prefix}wallet", "no.such.topic"]) == {f"{kafka_prefix}wallet": 3}
 
