@@ -20,8 +20,7 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from commands.group_commit import CommitUnit, ConcurrencyConflict, GroupCommitter
-from commands.personal_data import PersonalDataVault
-from commands.store import BazaarRecorder, IdempotencyRecord, eventsourcing_env
+from commands.store import CommandStore, IdempotencyRecord, eventsourcing_env
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError, NotFoundError
 from domain.wallet import Wallet, wallet_id_for
@@ -123,9 +122,9 @@ class Marketplace(Application[UUID]):
         super().__init__(env=eventsourcing_env(settings))
         self.settings = settings
         self.clock = clock
-        assert isinstance(self.recorder, BazaarRecorder)
-        self.store: BazaarRecorder = self.recorder
-        self.vault = PersonalDataVault(self.store.datastore.get_connection)
+        assert isinstance(self.recorder, CommandStore)  # PostgreSQL, or in memory for the handler unit tests
+        self.store: CommandStore = self.recorder
+        self.vault = self.store.personal_data_vault()
         self.pepper = _pepper(settings)
         self.committer = GroupCommitter(
             self._save_batch,

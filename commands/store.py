@@ -1,18 +1,28 @@
-"""The event store: eventsourcing's PostgreSQL recorder plus idempotency records and an append-only guard."""
+"""The event store: eventsourcing's PostgreSQL recorder plus idempotency records and an append-only guard.
+
+`BAZAAR_EVENT_STORE=memory` selects eventsourcing's in-memory (POPO) recorder instead, with the same
+idempotency records and an in-memory key vault: the command handlers' unit tests run on it without services.
+"""
 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import get_topic
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from commands.personal_data import KeyShredded, PersonalDataVault
 from infra.settings import Settings
 
 # eventsourcing names the table after the Application ("Bazaar" → bazaar_events).
@@ -30,7 +40,22 @@ class IdempotencyRecord:
     response: dict[str, Any]
 
 
-class BazaarRecorder(PostgresApplicationRecorder):
+class CommandStore(ABC):
+    """What the Marketplace needs of its recorder beyond eventsourcing's: idempotency records, the key vault.
+
+    Events are inserted with `idempotency=[IdempotencyRecord, ...]`, one record per command of the batch.
+    """
+
+    @abstractmethod
+    def find_idempotent_response(self, principal: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The (request hash, response) stored under a key, if a command with it was committed."""
+
+    @abstractmethod
+    def personal_data_vault(self) -> PersonalDataVault:
+        """The per-user keys of crypto-shredding, kept beside this store."""
+
+
+class BazaarRecorder(PostgresApplicationRecorder, CommandStore):
     """Writes idempotency records in the same transaction as the events they answer for."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
@@ -118,7 +143,6 @@ class BazaarRecorder(PostgresApplicationRecorder):
             curs.executemany(statement, rows)
 
     def find_idempotent_response(self, principal: str, key: str) -> tuple[str, dict[str, Any]] | None:
-        """The (request hash, response) stored under a key, if a command with it was committed."""
         statement = SQL("SELECT request_hash, response FROM {schema}.{idem} WHERE principal=%s AND key=%s").format(
             schema=Identifier(self.datastore.schema), idem=self.idempotency_table
         )
@@ -126,6 +150,70 @@ class BazaarRecorder(PostgresApplicationRecorder):
             curs.execute(statement, (principal, key))
             row = curs.fetchone()
         return (row["request_hash"], row["response"]) if row else None
+
+    def personal_data_vault(self) -> PersonalDataVault:
+        return PersonalDataVault(self.datastore.get_connection)
+
+
+class InMemoryRecorder(POPOApplicationRecorder, CommandStore):
+    """eventsourcing's in-memory recorder, with idempotency records saved under the same lock as the events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._responses: dict[tuple[str, str], tuple[str, str]] = {}
+        self._vault = InMemoryVault()
+
+    def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        # A key stored already refuses the whole insert, as the primary key does in PostgreSQL.
+        super()._assert_uniqueness(stored_events, **kwargs)
+        keys = [(record.principal, record.key) for record in kwargs.get("idempotency") or () if record.key]
+        if len(set(keys)) < len(keys) or any(key in self._responses for key in keys):
+            raise IntegrityError(f"idempotency key recorded already: {keys}")
+
+    def _update_table(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._update_table(stored_events, **kwargs)
+        records: Sequence[IdempotencyRecord] = kwargs.get("idempotency") or ()
+        if records and ids is not None:
+            for record, (start, count) in zip(records, batch_offsets(records), strict=True):
+                if record.key:
+                    # Kept as JSON text, like the jsonb column: a reader gets its own copy.
+                    response = {**record.response, "positions": list(ids[start : start + count])}
+                    self._responses[record.principal, record.key] = (record.request_hash, json.dumps(response))
+        return ids
+
+    def find_idempotent_response(self, principal: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        with self._database_lock:
+            found = self._responses.get((principal, key))
+        return (found[0], json.loads(found[1])) if found else None
+
+    def personal_data_vault(self) -> PersonalDataVault:
+        return self._vault
+
+
+class InMemoryVault(PersonalDataVault):
+    """The same AES-GCM vault with its per-user keys in a dict instead of the PostgreSQL table."""
+
+    def __init__(self) -> None:  # no table to create
+        self._keys: dict[UUID, bytes] = {}
+
+    def create_key(self, user_id: UUID) -> None:
+        self._keys.setdefault(user_id, AESGCM.generate_key(bit_length=256))
+
+    def _key(self, user_id: UUID) -> bytes:
+        try:
+            return self._keys[user_id]
+        except KeyError:
+            raise KeyShredded(str(user_id)) from None
+
+    def shred(self, user_id: UUID) -> None:
+        self._keys.pop(user_id, None)
+
+
+class InMemoryFactory(POPOFactory):
+    """eventsourcing's POPO persistence with Bazaar's recorder (POPOFactory takes no recorder topic)."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return InMemoryRecorder()
 
 
 def batch_offsets(records: Sequence[IdempotencyRecord]) -> list[tuple[int, int]]:
@@ -139,6 +227,9 @@ def batch_offsets(records: Sequence[IdempotencyRecord]) -> list[tuple[int, int]]
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """eventsourcing's own settings, derived from ours (it reads a plain mapping, not the environment)."""
+    cache = {"AGGREGATE_CACHE_MAXSIZE": "10000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
+    if settings.event_store == "memory":
+        return {"PERSISTENCE_MODULE": get_topic(InMemoryFactory), **cache}
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "APPLICATION_RECORDER_TOPIC": f"{BazaarRecorder.__module__}:{BazaarRecorder.__qualname__}",
@@ -149,6 +240,5 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
         "POSTGRES_PASSWORD": settings.pg_password,
         "POSTGRES_POOL_SIZE": str(settings.pg_pool_size),
         "POSTGRES_MAX_OVERFLOW": "10",
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+        **cache,
     }

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     pg_pool_size: int = 10
     # Unprivileged OS user that owns the local cluster (PostgreSQL refuses to run as root).
     pg_os_user: str = "bazaar"
+    # The write side's event store: "memory" is eventsourcing's in-memory store for the handler unit
+    # tests (one process, nothing kept, nothing relayed); every platform process runs on "postgres".
+    event_store: Literal["postgres", "memory"] = "postgres"
 
     redis_host: str = "127.0.0.1"
     redis_port: int = 56379
