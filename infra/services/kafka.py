@@ -8,18 +8,11 @@ import subprocess
 from pathlib import Path
 
 from infra.services.base import (
+    ManagedService,
     ServiceStartError,
-    ServiceState,
-    dial_host,
     maven_copy_dependencies,
-    pid_alive,
     port_open,
-    read_pid,
-    refuse_taken_port,
-    service_paths,
-    spawn_detached,
     stop_pid,
-    wait_until,
 )
 from infra.settings import REPO_ROOT, Settings
 
@@ -47,26 +40,20 @@ JVM_FLAGS = (
 )
 
 
-class KafkaService:
+class KafkaService(ManagedService):
     """Installs, starts, probes and stops the local Kafka node."""
 
     name = "kafka"
 
+    start_timeout_s = START_TIMEOUT_S
+    stop_after_failed_start = True
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.data_dir, self.log_file, self.pid_file = service_paths(settings, self.name)
+        # `address` is the PLAINTEXT listener's host:port; the controller binds the second port.
+        super().__init__(settings, settings.kafka_port, settings.kafka_controller_port)
         self.jar_dir = settings.cache_dir / "jars" / f"kafka-{settings.kafka_version}"
         self.config_file = self.data_dir / "server.properties"
         self.log_dirs = self.data_dir / "kraft-logs"
-
-    @property
-    def host(self) -> str:
-        return dial_host(self.settings)
-
-    @property
-    def address(self) -> str:
-        """`host:port` of the PLAINTEXT listener."""
-        return f"{self.host}:{self.settings.kafka_port}"
 
     def install(self) -> None:
         """Resolve the broker's jars once into the cache."""
@@ -78,37 +65,17 @@ class KafkaService:
             properties={"kafka.version": self.settings.kafka_version},
         )
 
-    def start(self) -> None:
-        """Start the node unless it already answers, then wait until it serves metadata."""
-        if self._answers():
-            return
-        pid = read_pid(self.pid_file)
-        if pid is None:
-            refuse_taken_port(self.name, self.host, self.settings.kafka_port, self.log_file)
-            self.install()
-            self._write_config()
-            self._format_storage_once()
-            pid = spawn_detached(self._broker_argv(), self.log_file, self.pid_file, cwd=self.data_dir)
-        # A pid that is alive but not answering is a start still under way: wait for it as well.
-        self._wait_ready(pid)
-
     def stop(self) -> None:
         """SIGTERM the node (a controlled shutdown) and wait for it to exit."""
         stop_pid(self.pid_file, timeout=STOP_TIMEOUT_S)
 
-    def state(self) -> ServiceState:
-        """Up when the node answers a metadata request now."""
-        return ServiceState(
-            name=self.name,
-            address=self.address,
-            version=self.settings.kafka_version,
-            state="up" if self._answers() else "down",
-            log_file=self.log_file,
-        )
+    def server_version(self) -> str | None:
+        """The configured version once the node answers a metadata request."""
+        return self.settings.kafka_version if self.answers() else None
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         """True when an admin client can list topics (a port alone opens before the broker serves)."""
-        if not port_open(self.host, self.settings.kafka_port):
+        if not port_open(self.host, self.port):
             return False
         # Imported here: kafka-python takes ~0.1 s to import, and only a probe needs it.
         from kafka.admin import KafkaAdminClient
@@ -130,23 +97,12 @@ class KafkaService:
         finally:
             admin.close()
 
-    def _wait_ready(self, pid: int) -> None:
-        """Wait for readiness; on failure stop what was started so that no half-up JVM lingers."""
-        try:
-            wait_until(
-                self._answers,
-                START_TIMEOUT_S,
-                self.name,
-                self.log_file,
-                alive=lambda: _process_running(pid),
-                interval=0.5,
-            )
-        except ServiceStartError:
-            self.stop()
-            raise
+    def prepare(self) -> None:
+        """(Re)write server.properties from the current settings; format the storage on the first start."""
+        self._write_config()
+        self._format_storage_once()
 
     def _write_config(self) -> None:
-        """(Re)write server.properties from the current settings."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dirs.mkdir(parents=True, exist_ok=True)
         lines = [f"{key}={value}" for key, value in self._server_properties().items()]
@@ -198,7 +154,7 @@ class KafkaService:
             raise ServiceStartError(self.name, f"{STORAGE_TOOL} {args[0]} failed", self.log_file)
         return result.stdout
 
-    def _broker_argv(self) -> list[str]:
+    def server_argv(self) -> list[str]:
         heap = f"-Xmx{self.settings.kafka_heap}"
         return [self._java(), heap, *JVM_FLAGS, *self._common_jvm_args(), BROKER_MAIN, str(self.config_file)]
 
@@ -216,11 +172,3 @@ class KafkaService:
             raise ServiceStartError(self.name, "no java on PATH (Java 17+ is needed)", self.log_file)
         return found
 
-
-def _process_running(pid: int) -> bool:
-    """Alive and not a zombie: reap our own exited child first, since kill(pid, 0) succeeds on zombies."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return pid_alive(pid)
-    return reaped == 0

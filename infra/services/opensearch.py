@@ -14,16 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.services.base import (
+    ManagedService,
     ServiceStartError,
-    ServiceState,
     maven_copy_dependencies,
-    pid_alive,
-    port_open,
-    read_pid,
-    service_paths,
-    spawn_detached,
     stop_pid,
-    wait_until,
 )
 from infra.settings import Settings
 
@@ -40,21 +34,23 @@ STOP_TIMEOUT_S = 30.0
 PROBE_TIMEOUT_S = 2.0
 
 
-class OpenSearchService:
+class OpenSearchService(ManagedService):
     """One single-node OpenSearch cluster on bind_host, data under .bazaar/data/opensearch."""
 
     name = NAME
 
+    start_timeout_s = START_TIMEOUT_S
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.root, self.log_file, self.pid_file = service_paths(settings, NAME)
+        super().__init__(settings, settings.search_port, settings.search_transport_port)
+        self.root = self.data_dir
         self.version = settings.search_version
 
     # -- paths -------------------------------------------------------------------------------------------
 
     @property
     def address(self) -> str:
-        return f"http://{self.settings.bind_host}:{self.settings.search_port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def jar_dir(self) -> Path:
@@ -69,6 +65,10 @@ class OpenSearchService:
     @property
     def home(self) -> Path:
         return self.root / "home"
+
+    @property
+    def server_cwd(self) -> Path:
+        return self.home
 
     # -- LocalService ------------------------------------------------------------------------------------
 
@@ -86,36 +86,14 @@ class OpenSearchService:
         (self.jar_dir / ".pom-sha256").write_text(_sha256(self._pom_text().encode()))
         self._compile_launcher()
 
-    def start(self) -> None:
-        """Start the node unless one already answers, and wait for yellow or green health."""
-        if self._healthy():
-            return
-        if read_pid(self.pid_file) is None:
-            self._check_ports_free()
-            self.install()
-            self._prepare_home()
-            spawn_detached(self._argv(), self.log_file, self.pid_file, cwd=self.home)
-        wait_until(self._healthy, START_TIMEOUT_S, NAME, self.log_file, alive=self._process_alive)
-
     def stop(self) -> None:
         """SIGTERM the JVM (the launcher's hook closes the node cleanly) and wait for it to exit."""
         stop_pid(self.pid_file, timeout=STOP_TIMEOUT_S)
 
-    def state(self) -> ServiceState:
-        """Up when GET / answers; the version is the server's own."""
+    def server_version(self) -> str | None:
+        """The version GET / reports, None when the node does not answer."""
         info = self._get_json("/")
-        version = self.version
-        if info is not None:
-            version = str(info.get("version", {}).get("number", version))
-        return ServiceState(
-            name=NAME,
-            address=self.address,
-            version=version,
-            state="up" if info is not None else "down",
-            log_file=self.log_file,
-        )
-
-    # -- install -----------------------------------------------------------------------------------------
+        return None if info is None else str(info.get("version", {}).get("number", self.version))
 
     def _check_version(self) -> None:
         major = self.version.split(".", 1)[0]
@@ -187,17 +165,7 @@ class OpenSearchService:
 
     # -- start -------------------------------------------------------------------------------------------
 
-    def _check_ports_free(self) -> None:
-        host = self.settings.bind_host
-        for port in (self.settings.search_port, self.settings.search_transport_port):
-            if port_open(host, port):
-                raise ServiceStartError(
-                    NAME,
-                    f"{host}:{port} is taken by something that is not a healthy OpenSearch node",
-                    self.log_file,
-                )
-
-    def _prepare_home(self) -> None:
+    def prepare(self) -> None:
         """Lay out path.home with a fresh config on every start, so settings changes take effect."""
         for folder in ("config", "modules", "plugins"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
@@ -227,7 +195,7 @@ class OpenSearchService:
         lines = [f"{key}: {json.dumps(value)}" for key, value in self._node_settings().items()]
         return header + "\n".join(lines) + "\n"
 
-    def _argv(self) -> list[str]:
+    def server_argv(self) -> list[str]:
         heap = self.settings.search_heap
         classpath = os.pathsep.join([str(self.launcher_dir), str(self.jar_dir / "*")])
         return [
@@ -257,22 +225,9 @@ class OpenSearchService:
             str(self.home),
         ]
 
-    def _process_alive(self) -> bool:
-        pid = read_pid(self.pid_file)
-        if pid is None:
-            return False
-        try:
-            # Reap a JVM that died during start-up: an unreaped child still looks alive to kill(0).
-            reaped, _ = os.waitpid(pid, os.WNOHANG)
-            if reaped == pid:
-                return False
-        except ChildProcessError:
-            pass
-        return pid_alive(pid)
-
     # -- HTTP probes -------------------------------------------------------------------------------------
 
-    def _healthy(self) -> bool:
+    def answers(self) -> bool:
         health = self._get_json("/_cluster/health")
         return health is not None and health.get("status") in ("yellow", "green")
 

@@ -21,12 +21,11 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from infra.services.base import (
+    ManagedService,
     ServiceStartError,
-    ServiceState,
-    dial_host,
+    log_size,
     port_open,
-    refuse_taken_port,
-    service_paths,
+    start_failure,
 )
 from infra.settings import Settings
 
@@ -49,23 +48,14 @@ def pginstall_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))).resolve() / "pginstall"
 
 
-class PostgresService:
+class PostgresService(ManagedService):
     """Installs, starts, probes and stops the local PostgreSQL cluster."""
 
     name = "postgres"
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.data_dir, self.log_file, _ = service_paths(settings, self.name)
+        super().__init__(settings, settings.pg_port)
         self.config_file = self.data_dir / "bazaar.conf"
-
-    @property
-    def host(self) -> str:
-        return dial_host(self.settings)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.settings.pg_port}"
 
     @property
     def bin_dir(self) -> Path:
@@ -81,14 +71,18 @@ class PostgresService:
         self.install()
         if self._running():
             return
-        refuse_taken_port(self.name, self.host, self.settings.pg_port, self.log_file)
+        self.refuse_taken_ports()
         self._prepare_folders()
         if not self._initialised():
             self._initdb()
         self._write_config()
+        since = log_size(self.log_file)
+        # pg_ctl -w waits on the Unix socket; TCP is dialled only once the postmaster listens on the port.
         code = self._pg_ctl("start", "-l", str(self.log_file), "-w", "-t", str(START_TIMEOUT_S))
-        if code != 0:
-            raise ServiceStartError(self.name, f"pg_ctl start exited {code}", self.log_file)
+        postmaster = self._postmaster_pid()
+        if code != 0 or postmaster is None:
+            raise start_failure(self.name, postmaster or 0, self.ports, self.log_file, since, died=True)
+        self.wait_ready(postmaster, self.answers, START_TIMEOUT_S, since, interval=0.1)
         self._ensure_database()
 
     def stop(self) -> None:
@@ -98,19 +92,6 @@ class PostgresService:
         code = self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S))
         if code != 0:
             raise RuntimeError(f"postgres did not stop (pg_ctl exit {code}) — read {self.log_file}")
-
-    def state(self) -> ServiceState:
-        """Up when the server answers a query now; the version is read from the server."""
-        version = self._server_version()
-        return ServiceState(
-            name=self.name,
-            address=self.address,
-            version=version or "-",
-            state="up" if version else "down",
-            log_file=self.log_file,
-        )
-
-    # -- the OS user and the binaries -------------------------------------------------------------------
 
     def _switch_user(self) -> bool:
         """Only root switches: an ordinary user runs the cluster as itself."""
@@ -196,7 +177,7 @@ class PostgresService:
     def _socket_dir(self) -> Path:
         """Unix socket folder in our run dir, or a short one under /tmp when that path would not fit."""
         preferred = self.settings.run_dir / self.name
-        if len(str(preferred / f".s.PGSQL.{self.settings.pg_port}")) <= SOCKET_PATH_MAX:
+        if len(str(preferred / f".s.PGSQL.{self.port}")) <= SOCKET_PATH_MAX:
             return preferred
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"bazaar-pg-{digest}"
@@ -219,6 +200,17 @@ class PostgresService:
 
     def _initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
+
+    def answers(self) -> bool:
+        """pg_ctl -w saw the server accept connections; the wait only checks it listens on TCP too."""
+        return True
+
+    def _postmaster_pid(self) -> int | None:
+        """The server's pid: the first line of postmaster.pid in the data folder."""
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def _running(self) -> bool:
         """`pg_ctl status`: the postmaster named in the data folder's pid file is alive."""
@@ -319,7 +311,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
         )
         conn.execute(query)
 
-    def _server_version(self) -> str | None:
+    def server_version(self) -> str | None:
         """'16.14 + pgvector 0.8.5' from the running server, or None when it does not answer."""
         if not port_open(self.host, self.settings.pg_port):
             return None

@@ -14,17 +14,12 @@ from typing import Any, cast
 import redis
 
 from infra.services.base import (
+    ManagedService,
     ServiceStartError,
-    ServiceState,
-    dial_host,
     pid_alive,
     port_open,
     read_pid,
-    refuse_taken_port,
-    service_paths,
-    spawn_detached,
     stop_pid,
-    wait_until,
 )
 from infra.settings import Settings
 
@@ -34,23 +29,17 @@ STOP_TIMEOUT_S = 60.0
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
-class RedisService:
+class RedisService(ManagedService):
     """Installs, starts, probes and stops the local Redis instance."""
 
     name = "redis"
 
+    start_timeout_s = START_TIMEOUT_S
+    probe_interval_s = 0.1
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.data_dir, self.log_file, self.pid_file = service_paths(settings, self.name)
+        super().__init__(settings, settings.redis_port)
         self.config_file = self.data_dir / "redis.conf"
-
-    @property
-    def host(self) -> str:
-        return dial_host(self.settings)
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.settings.redis_port}"
 
     def install(self) -> None:
         """Install Debian's redis-server when missing (root only); its own system service stays stopped."""
@@ -60,27 +49,6 @@ class RedisService:
             reason = "redis-server is not installed: run `apt-get install -y redis-server` as root"
             raise ServiceStartError(self.name, reason, None)
         self._apt_install()
-
-    def start(self) -> None:
-        """Start our instance unless it already answers, then wait for PING."""
-        if self._answers():
-            return
-        pid = read_pid(self.pid_file)
-        if pid is None:
-            refuse_taken_port(self.name, self.host, self.settings.redis_port, self.log_file)
-            self.install()
-            self._write_config()
-            argv = [self._redis_server(), str(self.config_file)]
-            pid = spawn_detached(argv, self.log_file, self.pid_file, cwd=self.data_dir)
-        # A pid that is alive but not answering is a start still under way (loading the AOF): wait for it.
-        wait_until(
-            self._answers,
-            START_TIMEOUT_S,
-            self.name,
-            self.log_file,
-            alive=lambda: _process_running(pid),
-            interval=0.1,
-        )
 
     def stop(self) -> None:
         """SHUTDOWN (which saves a snapshot and flushes the AOF), SIGTERM as the fallback (idempotent)."""
@@ -92,38 +60,27 @@ class RedisService:
         with suppress(redis.RedisError):
             self._client().shutdown()
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _process_running(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _process_running(pid):
+        if pid_alive(pid):
             stop_pid(self.pid_file, timeout=STOP_TIMEOUT_S)
         self.pid_file.unlink(missing_ok=True)
 
-    def state(self) -> ServiceState:
-        """Up when the server answers INFO now; the version is the server's own."""
-        version = self._server_version()
-        return ServiceState(
-            name=self.name,
-            address=self.address,
-            version=version or "-",
-            state="up" if version else "down",
-            log_file=self.log_file,
-        )
-
     def _client(self) -> redis.Redis:
         return redis.Redis(
-            host=self.host, port=self.settings.redis_port, socket_timeout=5.0, socket_connect_timeout=1.0
+            host=self.host, port=self.port, socket_timeout=5.0, socket_connect_timeout=1.0
         )
 
-    def _answers(self) -> bool:
-        if not port_open(self.host, self.settings.redis_port):
+    def answers(self) -> bool:
+        if not port_open(self.host, self.port):
             return False
         try:
             return bool(self._client().ping())
         except redis.RedisError:
             return False  # includes BUSY/LOADING while the AOF is replayed
 
-    def _server_version(self) -> str | None:
-        if not port_open(self.host, self.settings.redis_port):
+    def server_version(self) -> str | None:
+        if not port_open(self.host, self.port):
             return None
         try:
             info = cast(dict[str, Any], self._client().info("server"))
@@ -147,9 +104,13 @@ class RedisService:
                 if result.returncode != 0:
                     raise ServiceStartError(self.name, f"`{' '.join(argv)}` failed", self.log_file)
 
-    def _write_config(self) -> None:
+    def prepare(self) -> None:
+        """Write redis.conf from the settings."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self._config_text())
+
+    def server_argv(self) -> list[str]:
+        return [self._redis_server(), str(self.config_file)]
 
     def _config_text(self) -> str:
         return f"""# Generated from Bazaar's settings on every start: edits here are overwritten.
@@ -201,21 +162,3 @@ def _services_not_started() -> Iterator[None]:
     finally:
         POLICY_RC_D.unlink(missing_ok=True)
 
-
-def _process_running(pid: int) -> bool:
-    """Alive and not a zombie: reap our own exited child first, since kill(pid, 0) succeeds on zombies."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return pid_alive(pid) and not _zombie(pid)
-    return reaped == 0
-
-
-def _zombie(pid: int) -> bool:
-    """An exited process its parent (init, once our launcher has gone) has not reaped yet."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state letter follows the command name, which is in parentheses and may itself hold spaces.
-    return stat_line.rpartition(")")[2].split()[:1] == ["Z"]
