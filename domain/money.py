@@ -1,7 +1,9 @@
 """Money: integer minor units with an ISO 4217 currency code; never a float, never negative.
 
 Every amount in Bazaar (price, balance, hold, fee, royalty) is a quantity of money owned or owed, so a
-negative `Money` makes no sense and is refused; a subtraction that would go below zero raises.
+negative `Money` makes no sense and is refused; a subtraction that would go below zero raises. Nor does
+any amount exceed `MAX_MINOR_UNITS` (10**15, the bound the schemas publish): wallets refuse a move that
+would take a balance past it, so every sum the read side keeps fits a bigint.
 
 Splitting rule (`split_sale`): the platform fee and the creator royalty are each
 `floor(price * bps / 10000)`; the seller receives the remainder `price - fee - royalty`. Rounding is
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from domain.errors import DomainError
+from schemas.base import MAX_MINOR_UNITS
 
 BPS_DENOMINATOR = 10_000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -23,6 +26,12 @@ class InvalidMoneyError(DomainError):
     """The amount or currency is malformed."""
 
     code = "money.invalid"
+
+
+class MoneyOutOfRangeError(DomainError):
+    """The amount is larger than any amount Bazaar handles (`MAX_MINOR_UNITS`)."""
+
+    code = "money.out_of_range"
 
 
 class NegativeMoneyError(DomainError):
@@ -66,6 +75,8 @@ class Money:
             raise InvalidMoneyError(f"currency must be 3 upper-case letters, got {self.currency!r}")
         if self.amount < 0:
             raise NegativeMoneyError(f"amount must not be negative, got {self.amount}")
+        if self.amount > MAX_MINOR_UNITS:
+            raise MoneyOutOfRangeError(f"amount must be at most {MAX_MINOR_UNITS}, got {self.amount}")
 
     @classmethod
     def zero(cls, currency: str) -> Money:

@@ -16,6 +16,7 @@ from uuid import UUID, uuid5
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError, check_aware
 from domain.money import Money
+from schemas.base import MAX_MINOR_UNITS
 
 WALLET_NAMESPACE = UUID("6f1c2a4e-3b1d-5c7e-9a20-7d5b8c4e1f30")
 PLATFORM_OWNER_ID = uuid5(WALLET_NAMESPACE, "bazaar.platform")
@@ -59,6 +60,12 @@ class InvalidCreditSourceError(WalletError):
     """Credits come from a sale, a fee, a royalty or a refund."""
 
     code = "wallet.invalid_source"
+
+
+class BalanceLimitError(WalletError):
+    """The move would take the wallet's balance (available plus held) past `MAX_MINOR_UNITS`."""
+
+    code = "wallet.balance_limit"
 
 
 class HoldExistsError(WalletError):
@@ -135,6 +142,15 @@ class Wallet(ChainedAggregate):
                 f"needs {amount}, has {self.available}", wallet_id=self.id, available=self.available_amount
             )
 
+    def check_room_for(self, amount: Money) -> None:
+        """Money coming in must not take the balance past the bound every read model relies on."""
+        balance = self.available_amount + sum(self.holds.values())
+        if balance + amount.amount > MAX_MINOR_UNITS:
+            raise BalanceLimitError(
+                f"the balance may not exceed {MAX_MINOR_UNITS}", wallet_id=self.id, balance=balance,
+                amount=amount.amount, limit=MAX_MINOR_UNITS,
+            )
+
     def check_hold(self, order_id: UUID) -> None:
         """There must be a hold for the order."""
         if order_id not in self.holds:
@@ -155,6 +171,7 @@ class Wallet(ChainedAggregate):
         """Add money from outside the platform."""
         check_aware(now)
         self.check_amount(amount)
+        self.check_room_for(amount)
         self._trigger(self.Deposited, now, amount=amount.amount, reference=reference)
 
     class Held(Event):
@@ -211,6 +228,7 @@ class Wallet(ChainedAggregate):
             source = CreditSource(source)
         except ValueError as exc:
             raise InvalidCreditSourceError(f"unknown credit source {source!r}") from exc
+        self.check_room_for(amount)
         self._trigger(self.Credited, now, amount=amount.amount, source=source.value, order_id=order_id)
 
     class Withdrawn(Event):

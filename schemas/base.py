@@ -20,7 +20,6 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 HASH_PATTERN = r"^[0-9a-f]{64}$"
 
 
-
 def _check_currency(value: str) -> str:
     if not re.fullmatch(CURRENCY_PATTERN, value):
         raise ValueError(f"currency must be a 3-letter upper-case ISO 4217 code such as EUR, got {value!r}")
@@ -31,8 +30,17 @@ Currency = Annotated[
     str, AfterValidator(_check_currency), WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN})
 ]
 """ISO 4217 code: three upper-case letters."""
-MinorUnits = Annotated[int, Field(ge=0, description="integer minor units (e.g. cents)")]
-PositiveMinorUnits = Annotated[int, Field(gt=0, description="integer minor units (e.g. cents), > 0")]
+MAX_MINOR_UNITS = 10**15
+"""The largest amount of money Bazaar handles, in minor units: any amount, balance or escrow stays within it,
+so that sums over thousands of them still fit a 64-bit integer (PostgreSQL bigint) on the read side."""
+MinorUnits = Annotated[
+    int,
+    Field(strict=True, ge=0, le=MAX_MINOR_UNITS, description="integer minor units (e.g. cents): a balance or a fee"),
+]
+PositiveMinorUnits = Annotated[
+    int,
+    Field(strict=True, ge=1, le=MAX_MINOR_UNITS, description="integer minor units (e.g. cents) of an amount moved"),
+]
 BasisPoints = Annotated[int, Field(ge=0, le=10_000, description="basis points: 0..10000")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=HASH_PATTERN)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]

@@ -12,6 +12,7 @@ from schemas.base import (
     Currency,
     EventSchema,
     MinorUnits,
+    PositiveMinorUnits,
     Reason,
     Reference,
 )
@@ -31,7 +32,7 @@ class OrderPlaced(CreatedEventSchema):
     buyer_id: UUID
     seller_id: UUID
     listing_id: UUID
-    price_amount: MinorUnits
+    price_amount: PositiveMinorUnits
     currency: Currency
     fee_bps: BasisPoints
     royalty_bps: BasisPoints
@@ -44,7 +45,7 @@ class OrderFundsHeld(_OrderEvent):
     schema_name: ClassVar[str] = "OrderFundsHeld"
     event_type: ClassVar[str] = "Order.FundsHeld"
 
-    amount: MinorUnits
+    amount: PositiveMinorUnits
 
 
 class OrderShipped(_OrderEvent):
@@ -90,7 +91,7 @@ class OrderRefunded(_OrderEvent):
     schema_name: ClassVar[str] = "OrderRefunded"
     event_type: ClassVar[str] = "Order.Refunded"
 
-    amount: MinorUnits
+    amount: PositiveMinorUnits
 
 
 class OrderDisputeOpened(_OrderEvent):
