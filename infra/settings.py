@@ -21,9 +21,11 @@ class Settings(BaseSettings):
     # False when every adapter points at remote clusters: `./run up` then starts nothing.
     manage_services: bool = True
     bind_host: str = "127.0.0.1"
+    # Every default port lies below 32768, outside Linux's ephemeral range (32768-60999), so that no
+    # client socket (nor a probe connecting to itself) can hold a port before its server binds it.
 
     pg_host: str = "127.0.0.1"
-    pg_port: int = 55432
+    pg_port: int = 15432
     pg_user: str = "postgres"
     pg_password: str = ""
     pg_dbname: str = "bazaar"
@@ -35,19 +37,19 @@ class Settings(BaseSettings):
     event_store: Literal["postgres", "memory"] = "postgres"
 
     redis_host: str = "127.0.0.1"
-    redis_port: int = 56379
+    redis_port: int = 16379
     redis_db: int = 0
 
-    kafka_bootstrap: str = "127.0.0.1:59092"
-    kafka_port: int = 59092
-    kafka_controller_port: int = 59093
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
     kafka_version: str = "4.1.1"
     kafka_heap: str = "768m"
 
     search_flavour: Literal["opensearch", "elasticsearch"] = "opensearch"
-    search_url: str = "http://127.0.0.1:59200"
-    search_port: int = 59200
-    search_transport_port: int = 59300
+    search_url: str = "http://127.0.0.1:19200"
+    search_port: int = 19200
+    search_transport_port: int = 19300
     search_version: str = "2.19.6"
     search_heap: str = "1g"
     search_username: str | None = None
