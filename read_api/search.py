@@ -20,6 +20,7 @@ from read_api.models import (
 )
 from read_api.queries.nearest_listings import ListingFilters, count_nearest, nearest_listings
 from read_api.queries.rows import Conn
+from schemas.base import MAX_MINOR_UNITS
 
 Mode = Literal["keyword", "semantic", "hybrid"]
 SortOrder = Literal["relevance", "price_asc", "price_desc", "newest"]
@@ -64,11 +65,13 @@ class SearchParams(BaseModel):
     category: str | None = Field(None, max_length=100)
     kind: str | None = Field(None, max_length=50, description="ai_model, dataset or goods")
     status: Literal["published", "sold"] = Field("published", description="listings in this status only")
-    price_min: int | None = Field(None, ge=0, description="minor units, inclusive")
-    price_max: int | None = Field(None, ge=0, description="minor units, inclusive")
-    condition_min: float | None = Field(None, ge=0, description="inclusive")
+    # Prices never pass the write side's bound, and the index refuses numbers past its `long` fields.
+    price_min: int | None = Field(None, ge=0, le=MAX_MINOR_UNITS, description="minor units, inclusive")
+    price_max: int | None = Field(None, ge=0, le=MAX_MINOR_UNITS, description="minor units, inclusive")
+    condition_min: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
+                                        description="inclusive; condition scores lie within 0..1")
     sort: SortOrder = Field("relevance", description="keyword mode only; semantic and hybrid rank by relevance")
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=MAX_WINDOW, description=f"from 1; page * size must not exceed {MAX_WINDOW}")
     size: int = Field(20, ge=1, le=100)
 
     @model_validator(mode="after")

@@ -394,6 +394,14 @@ def test_sort_orders(client: TestClient) -> None:
         ({"mode": "semantic"}, "query"),
         ({"mode": "hybrid", "q": "camera", "sort": "newest"}, "query"),
         ({"after": -5}, "after"),
+        # Past what the index's long and float fields hold: refused here, never sent (it answered 503).
+        ({"condition_min": "1e39"}, "condition_min"),
+        ({"price_max": 9223372036854775808}, "price_max"),
+        ({"price_min": 99999999999999999999}, "price_min"),
+        ({"price_max": 10**15 + 1}, "price_max"),
+        ({"condition_min": 1.01}, "condition_min"),
+        ({"condition_min": "nan"}, "condition_min"),
+        ({"condition_min": "inf"}, "condition_min"),
     ],
 )
 def test_bad_search_parameters_get_422_with_reasons(client: TestClient, params: dict[str, Any], location: str) -> None:
