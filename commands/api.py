@@ -9,23 +9,24 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, status
+from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from commands.application import Change, Idempotency, Marketplace, request_fingerprint
 from commands.audit.http import router as audit_router
-from commands.auth import Principal, TokenService, jwt_secret
 from commands.deps import Actor, App, IdempotencyKey, IfMatch
 from commands.errors import install_error_handlers
 from commands.handlers import licences, listings, orders, trust, users, wallets
 from infra.settings import Settings
+from infra.tokens import Principal, TokenService, TokenVerifier, jwt_secret
 from schemas import licence as licence_schemas
 from schemas import listing as listing_schemas
 from schemas import order as order_schemas
 from schemas import trust as trust_schemas
 from schemas import user as user_schemas
 from schemas import wallet as wallet_schemas
+from schemas.errors import ErrorResponse
 
 C = TypeVar("C", bound=BaseModel)
 router = APIRouter(prefix="/v1")
@@ -97,7 +98,23 @@ class TokenResponse(BaseModel):
     role: str
 
 
-ACCEPTED: dict[int | str, dict[str, Any]] = {200: {"model": CommandAccepted}, 201: {"model": CommandAccepted}}
+class TokensRevoked(BaseModel):
+    """Every token issued to the user before now is refused from now on, by both APIs."""
+
+    user_id: UUID
+    token_generation: int = Field(description="the user's new token generation (tokens carry it as `gen`)")
+
+
+def responses(success: int, model: type[BaseModel], *errors: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the success status and every error status a route can answer, in the real shape."""
+    declared: dict[int | str, dict[str, Any]] = {success: {"model": model}}
+    declared.update({status: {"model": ErrorResponse} for status in errors})
+    return declared
+
+
+# 401 no or a bad token, 403 not yours, 404 unknown aggregate, 409 its state refuses, 422 malformed request.
+AUTHENTICATED_ERRORS = (401, 403, 404, 409, 422)
+PUBLIC_ERRORS = (409, 422)
 # A handler adapted to one calling convention: (app, actor, command, path ids, If-Match) -> Change.
 Act = Callable[[Marketplace, Principal, Any, dict[str, UUID], int | None], Change]
 
@@ -211,9 +228,10 @@ def _endpoint(route: CommandRoute) -> Callable[..., JSONResponse]:
 
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [inspect.Parameter(name, kw, annotation=UUID) for name in route.path_ids]
-    params += [inspect.Parameter("app", kw, annotation=App), inspect.Parameter("key", kw, annotation=IdempotencyKey)]
-    if not route.public:
+    params.append(inspect.Parameter("app", kw, annotation=App))
+    if not route.public:  # first: a request without a token is a 401 whatever its headers and body
         params.append(inspect.Parameter("actor", kw, annotation=Actor))
+    params.append(inspect.Parameter("key", kw, annotation=IdempotencyKey))
     if route.pinnable:
         params.append(inspect.Parameter("if_match", kw, annotation=IfMatch))
     if body_cls.model_fields:
@@ -225,19 +243,30 @@ def _endpoint(route: CommandRoute) -> Callable[..., JSONResponse]:
 
 
 for _route in ROUTES:
-    router.add_api_route(_route.path, _endpoint(_route), methods=[_route.method], responses=ACCEPTED,
-                         status_code=201 if _route.created else 200, tags=[_route.tag],
-                         summary=_route.summary.split(";")[0].rstrip("."), operation_id=_route.command.__name__)
+    _status = 201 if _route.created else 200
+    _errors = PUBLIC_ERRORS if _route.public else AUTHENTICATED_ERRORS
+    router.add_api_route(_route.path, _endpoint(_route), methods=[_route.method],
+                         responses=responses(_status, CommandAccepted, *_errors), status_code=_status,
+                         tags=[_route.tag], summary=_route.summary.split(";")[0].rstrip("."),
+                         operation_id=_route.command.__name__)
 
 
-@router.post("/auth/token", response_model=TokenResponse, tags=["users"])
-def issue_token(body: TokenRequest, app: App) -> TokenResponse:
-    """Log in with e-mail and password; returns a bearer token (HS256 JWT)."""
+@router.post("/auth/token", response_model=TokenResponse, tags=["users"],
+             responses=responses(200, TokenResponse, 401, 422))
+def issue_token(body: TokenRequest, app: App, request: Request) -> TokenResponse:
+    """Log in with e-mail and password; returns a bearer token (HS256 JWT) under the user's token generation."""
     principal = users.authenticate(app, body.email, body.password)
+    tokens: TokenVerifier = request.app.state.tokens
     settings: Settings = app.settings
-    token = TokenService(jwt_secret(settings), settings.jwt_ttl_s).issue(principal.user_id, principal.role)
-    return TokenResponse(access_token=token, expires_in=settings.jwt_ttl_s, user_id=principal.user_id,
-                         role=principal.role)
+    return TokenResponse(access_token=tokens.issue(principal.user_id, principal.role), expires_in=settings.jwt_ttl_s,
+                         user_id=principal.user_id, role=principal.role)
+
+
+@router.post("/users/{user_id}/revoke-tokens", response_model=TokensRevoked, tags=["users"],
+             responses=responses(200, TokensRevoked, 401, 403, 404, 422), operation_id="RevokeTokens")
+def revoke_tokens(actor: Actor, user_id: UUID, app: App) -> TokensRevoked:
+    """Refuse every token issued to the user so far, on both APIs (the user or an admin)."""
+    return TokensRevoked(user_id=user_id, token_generation=users.revoke_tokens(app, actor, user_id))
 
 
 def create_app(settings: Settings, marketplace: Marketplace | None = None) -> FastAPI:
@@ -247,7 +276,8 @@ def create_app(settings: Settings, marketplace: Marketplace | None = None) -> Fa
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         owned = marketplace is None
         api.state.marketplace = marketplace or Marketplace(settings)
-        api.state.tokens = TokenService(jwt_secret(settings), settings.jwt_ttl_s)
+        tokens = TokenService(jwt_secret(settings), settings.jwt_ttl_s)
+        api.state.tokens = TokenVerifier(tokens, api.state.marketplace.token_generations)
         yield
         if owned:
             api.state.marketplace.close()

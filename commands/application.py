@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from domain.errors import DomainError, NotFoundError
 from domain.wallet import Wallet, wallet_id_for
 from infra.secrets import stored_secret
 from infra.settings import Settings
+from infra.tokens import Generations, InMemoryGenerations, TokenGenerations
 
 log = structlog.get_logger(__name__)
 A = TypeVar("A", bound=ChainedAggregate)
@@ -138,6 +140,13 @@ class Marketplace(Application[UUID]):
 
     def now(self) -> datetime:
         return self.clock()
+
+    @cached_property
+    def token_generations(self) -> Generations:
+        """Per-user token generations: forget, a role change and a revoke bump them (see infra.tokens)."""
+        if self.settings.event_store == "memory":
+            return InMemoryGenerations()
+        return TokenGenerations(self.settings)
 
     def email_hash(self, email: str) -> str:
         """Keyed hash of an e-mail address: a lookup key that does not reveal the address."""

@@ -10,10 +10,10 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
-from commands.auth import TokenService, jwt_secret
 from infra.adapters.postgres import make_pool
 from infra.adapters.search import SearchPort
 from infra.settings import Settings
+from infra.tokens import TokenVerifier
 from read_api.config import ReadApiConfig
 from read_api.consistency import (
     CaughtUp,
@@ -121,6 +121,6 @@ def _context(
         config=config,
         pool=pool,
         search=search,
-        tokens=TokenService(jwt_secret(settings), settings.jwt_ttl_s),
+        tokens=TokenVerifier.from_settings(settings),
         waiter=Waiter(rule, watermark.current, config.after_timeout_s, config.after_poll_s),
     )

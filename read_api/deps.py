@@ -12,7 +12,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
-from commands.auth import AuthError, Principal, TokenService
+from infra.tokens import AuthError, Principal, TokenVerifier
 from read_api.config import ReadApiConfig
 from read_api.consistency import Waiter
 from read_api.search import ListingSearch
@@ -27,7 +27,7 @@ class ReadContext:
     config: ReadApiConfig
     pool: ConnectionPool
     search: ListingSearch
-    tokens: TokenService
+    tokens: TokenVerifier  # checks the user's token generation too: a revoked token is refused at once
     waiter: Waiter
 
 

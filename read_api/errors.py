@@ -7,13 +7,11 @@ from typing import Any
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from commands.auth import AuthError
 from infra.adapters.search import SearchError
-from schemas.errors import error_body, validation_details
+from infra.http_errors import error_response
+from infra.http_errors import install_error_handlers as install_shared_handlers
 
 log = structlog.get_logger(__name__)
 
@@ -65,27 +63,12 @@ class SemanticUnavailable(ReadError):
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Map every exception a read can raise to its status and code."""
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        body = error_body("request.invalid", "the request is malformed", validation_details(exc.errors()))
-        return JSONResponse(body, status_code=422)
+    """The shared handlers (infra.http_errors) plus the read side's own: reads, search and store faults."""
+    install_shared_handlers(app, not_found_code="read.not_found")
 
     @app.exception_handler(ReadError)
     async def _read(_: Request, exc: ReadError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc), exc.details), status_code=exc.status)
-
-    @app.exception_handler(AuthError)
-    async def _unauthorised(_: Request, exc: AuthError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse(error_body(exc.code, str(exc)), status_code=401, headers=headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "read.not_found" if exc.status_code == 404 else f"http.{exc.status_code}"
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return error_response(exc.status, exc.code, str(exc), exc.details)
 
     @app.exception_handler(SearchError)
     async def _search_down(_: Request, exc: SearchError) -> JSONResponse:
@@ -94,16 +77,15 @@ def install_error_handlers(app: FastAPI) -> None:
             "the search index does not exist yet: start the projections (./run up)"
             if exc.status == 404 else "the search index did not answer"
         )
-        return JSONResponse(error_body("search.unavailable", message), status_code=503)
+        return error_response(503, "search.unavailable", message)
 
     @app.exception_handler(psycopg.errors.UndefinedTable)
     async def _model_missing(_: Request, exc: psycopg.errors.UndefinedTable) -> JSONResponse:
         log.warning("read.model.missing", error=str(exc).splitlines()[0])
-        body = error_body("read.model_missing", "a read model table does not exist yet: start the projections",
-                          {"error": str(exc).splitlines()[0]})
-        return JSONResponse(body, status_code=503)
+        return error_response(503, "read.model_missing", "a read model table does not exist yet: start the projections",
+                              {"error": str(exc).splitlines()[0]})
 
     @app.exception_handler(psycopg.OperationalError)
     async def _store_down(_: Request, exc: psycopg.OperationalError) -> JSONResponse:
         log.warning("read.store.failed", error=str(exc))
-        return JSONResponse(error_body("store.unavailable", "the read store did not answer"), status_code=503)
+        return error_response(503, "store.unavailable", "the read store did not answer")

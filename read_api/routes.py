@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from infra.tokens import require_owner_or_admin
 from read_api.deps import Caller, Context, MaybeCaller, Read
 from read_api.errors import Forbidden, NotFound
 from read_api.models import (
@@ -84,16 +85,14 @@ def get_order(order_id: UUID, caller: Caller, read: Read) -> OrderPublic:
     order = order_view.get_order(read.conn, order_id)
     if order is None:
         raise NotFound(f"no order {order_id}")
-    if not (caller.is_admin or caller.user_id in (order.buyer_id, order.seller_id)):
-        raise Forbidden("only the order's buyer, its seller and admins may read it")
+    require_owner_or_admin(caller, order.buyer_id, order.seller_id, message="only its parties and admins read an order")
     return order
 
 
 @router.get("/wallets/{user_id}", tags=["wallets"], responses=_errors(401, 403, 404))
 def get_wallets(user_id: UUID, caller: Caller, read: Read) -> WalletsPublic:
     """A user's wallet balances in every currency, for that user and admins."""
-    if not (caller.is_admin or caller.user_id == user_id):
-        raise Forbidden("only the wallet owner and admins may read balances")
+    require_owner_or_admin(caller, user_id, message="only the wallet owner and admins may read balances")
     read.catch_up("wallets")
     balances = wallet_balances.wallet_balances(read.conn, user_id)
     if not balances:
@@ -104,8 +103,7 @@ def get_wallets(user_id: UUID, caller: Caller, read: Read) -> WalletsPublic:
 @router.get("/sellers/{seller_id}/dashboard", tags=["sellers"], responses=_errors(401, 403, 404))
 def get_seller_dashboard(seller_id: UUID, caller: Caller, read: Read) -> SellerDashboardPublic:
     """A seller's listings, orders, revenue, fees and conversion per currency, for that seller and admins."""
-    if not (caller.is_admin or caller.user_id == seller_id):
-        raise Forbidden("only the seller and admins may read a dashboard")
+    require_owner_or_admin(caller, seller_id, message="only the seller and admins may read a dashboard")
     read.catch_up("dashboard")
     currencies = seller_dashboard.seller_dashboard(read.conn, seller_id)
     if not currencies:

@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    """A machine-readable code, a message for people, and details (per-field reasons for a malformed request)."""
+
+    code: str = Field(description="stable and machine-readable, e.g. order.invalid_transition")
+    message: str
+    details: dict[str, Any] | list[dict[str, Any]] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx (and 5xx) body of both APIs."""
+
+    error: ErrorDetail
+
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     """A JSON error body; `code` is stable and machine-readable."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from commands.application import ForbiddenError
-from commands.auth import Principal
+from uuid import UUID
+
+from commands.application import ForbiddenError, Marketplace
+from domain.user import User
+from infra.tokens import Principal, require_owner_or_admin
 
 
 def require_role(actor: Principal, *roles: str) -> None:
@@ -14,5 +17,11 @@ def require_role(actor: Principal, *roles: str) -> None:
 
 def require_self_or_admin(actor: Principal, user_id: object) -> None:
     """Only the user themselves, or an admin, may act on a user's own resources."""
-    if actor.user_id != user_id and not actor.is_admin:
-        raise ForbiddenError("you may only act on your own account")
+    require_owner_or_admin(actor, user_id, message="you may only act on your own account")
+
+
+def require_not_forgotten(app: Marketplace, user_id: UUID) -> None:
+    """Nothing more happens to a forgotten user's aggregates (`user.forgotten`, 409)."""
+    if app.exists(user_id):
+        user = app.load(User, user_id)
+        user.check_active()

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 from commands.application import Change, Marketplace
 from commands.auth import Principal
-from commands.handlers import require_role
+from commands.handlers import require_not_forgotten, require_role
 from domain.errors import NotPartyError
 from domain.licence import Licence
 from domain.listing import Listing
@@ -26,6 +26,7 @@ def issue_licence(app: Marketplace, actor: Principal, cmd: IssueLicence) -> Chan
     require_role(actor, "seller")
     listing = app.load(Listing, cmd.listing_id)
     _seller_or_admin(app, actor, listing)
+    require_not_forgotten(app, cmd.licensee_id)
     licence = Licence.issue(licence_id=uuid4(), listing_id=listing.id, licensee_id=cmd.licensee_id, kind=cmd.kind,
                             expires_at=cmd.expires_at, quota=cmd.quota, order_id=cmd.order_id, now=app.now())
     return Change(licence, body=_body(licence))

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 from commands.application import Change, Marketplace
 from commands.auth import Principal
-from commands.handlers import require_role
+from commands.handlers import require_not_forgotten, require_role
 from domain import escrow
 from domain.escrow import EscrowResult
 from domain.listing import Listing
@@ -35,6 +35,7 @@ def _payout_wallets(app: Marketplace, order: Order) -> dict[str, Wallet | None]:
 def place_order(app: Marketplace, actor: Principal, cmd: PlaceOrder) -> Change:
     require_role(actor, "buyer", "seller")
     listing = app.load(Listing, cmd.listing_id)
+    require_not_forgotten(app, listing.seller_id)  # a forgotten seller's listing sells no more
     buyer_wallet = app.wallet(actor.user_id, listing.price.currency)
     result = escrow.place_order(order_id=uuid4(), listing=listing, buyer_id=actor.user_id,
                                 buyer_wallet=buyer_wallet, fee_bps=app.settings.platform_fee_bps, now=app.now())

@@ -12,7 +12,7 @@ from schemas.trust import RecordTrustSignal
 
 def record_trust_signal(app: Marketplace, actor: Principal, cmd: RecordTrustSignal) -> Change:
     require_role(actor, "admin")
-    app.load(User, cmd.user_id)  # signals about unknown users are refused with 404
+    app.load(User, cmd.user_id).check_active()  # unknown users are a 404, forgotten ones a 409
     now = app.now()
     trust_id = trust_id_for(cmd.user_id)
     score = app.load(TrustScore, trust_id) if app.exists(trust_id) else TrustScore.start(user_id=cmd.user_id, now=now)

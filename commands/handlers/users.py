@@ -6,7 +6,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from commands.application import Change, Marketplace
 from commands.auth import AuthError, Principal, hash_password, password_matches
-from commands.handlers import require_role
+from commands.handlers import require_role, require_self_or_admin
 from domain.errors import DomainError
 from domain.user import User
 from schemas.user import ChangeUserRole, ForgetUser, RegisterUser
@@ -43,6 +43,7 @@ def change_user_role(app: Marketplace, actor: Principal, cmd: ChangeUserRole) ->
     require_role(actor, "admin")
     user = app.load(User, cmd.user_id)
     user.change_role(role=cmd.role, changed_by=actor.user_id, now=app.now())
+    app.token_generations.bump(user.id)  # tokens name the role: the old ones must go (before the commit: safe side)
     return Change(user, body={"role": user.role.value})
 
 
@@ -52,7 +53,15 @@ def forget_user(app: Marketplace, actor: Principal, cmd: ForgetUser) -> Change:
     user = app.load(User, cmd.user_id)
     user.forget(now=app.now())
     app.vault.shred(cmd.user_id)
+    app.token_generations.bump(user.id)
     return Change(user)
+
+
+def revoke_tokens(app: Marketplace, actor: Principal, user_id: UUID) -> int:
+    """Refuse every token issued to the user so far (the user or an admin); returns the new generation."""
+    require_self_or_admin(actor, user_id)
+    app.load(User, user_id)  # unknown users are a 404
+    return app.token_generations.bump(user_id)
 
 
 def authenticate(app: Marketplace, email: str, password: str) -> Principal:

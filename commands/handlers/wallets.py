@@ -6,7 +6,7 @@ from uuid import UUID
 
 from commands.application import Change, Marketplace
 from commands.auth import Principal
-from commands.handlers import require_role, require_self_or_admin
+from commands.handlers import require_not_forgotten, require_role, require_self_or_admin
 from domain.money import Money
 from schemas.wallet import Deposit, WithdrawFunds
 
@@ -14,6 +14,7 @@ from schemas.wallet import Deposit, WithdrawFunds
 def deposit(app: Marketplace, actor: Principal, user_id: UUID, cmd: Deposit) -> Change:
     require_self_or_admin(actor, user_id)
     require_role(actor, "buyer", "seller")
+    require_not_forgotten(app, user_id)
     wallet = app.wallet(user_id, cmd.amount.currency)
     wallet.deposit(amount=Money(cmd.amount.amount, cmd.amount.currency), reference=cmd.reference, now=app.now())
     return Change(wallet, body=_balances(wallet))
@@ -21,6 +22,7 @@ def deposit(app: Marketplace, actor: Principal, user_id: UUID, cmd: Deposit) -> 
 
 def withdraw_funds(app: Marketplace, actor: Principal, user_id: UUID, cmd: WithdrawFunds) -> Change:
     require_self_or_admin(actor, user_id)
+    require_not_forgotten(app, user_id)
     wallet = app.wallet(user_id, cmd.amount.currency)
     wallet.withdraw(amount=Money(cmd.amount.amount, cmd.amount.currency), reference=cmd.reference, now=app.now())
     return Change(wallet, body=_balances(wallet))

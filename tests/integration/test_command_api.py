@@ -16,6 +16,7 @@ from commands.auth import TokenService, jwt_secret
 from commands.handlers.users import register_user
 from domain.wallet import PLATFORM_OWNER_ID, Wallet, wallet_id_for
 from infra.settings import Settings
+from schemas.base import MAX_MINOR_UNITS
 from schemas.user import RegisterUser
 
 PASSWORD = "a-long-enough-password"
@@ -184,7 +185,13 @@ def test_bad_requests_get_machine_readable_4xx_and_append_nothing(
         (api.post(f"/listings/{listing}/withdraw"), 401, "auth.missing_token"),
         (api.post("/orders", headers=buyer.headers, json={"listing_id": listing}), 409, "wallet.insufficient_funds"),
         (api.patch(f"/listings/{listing}", headers={**seller.headers, "If-Match": "abc"}, json={"title": "New"}),
-         422, "header.if_match_invalid"),
+         422, "request.invalid"),
+        (api.post(f"/wallets/{buyer.user_id}/deposits", headers={**buyer.headers, "Idempotency-Key": ""},
+                  json={"amount": {"amount": 1, "currency": "EUR"}, "reference": "r"}), 422, "request.invalid"),
+        # The token is checked first: no token is a 401 whatever else is wrong with the request.
+        (api.patch(f"/listings/{listing}", headers={"If-Match": "abc", "Idempotency-Key": ""}, content=b"{"),
+         401, "auth.missing_token"),
+        (api.post("/orders/not-a-uuid/cancel", json={"reason": 5}), 401, "auth.missing_token"),
     ]
     before = marketplace.recorder.max_notification_id()
     for response, status, code in cases:
@@ -193,3 +200,59 @@ def test_bad_requests_get_machine_readable_4xx_and_append_nothing(
     # The requests above ran before `before` was read; one more bad request proves the log stays put.
     assert api.post("/orders", headers=buyer.headers, json={"listing_id": listing}).status_code == 409
     assert marketplace.recorder.max_notification_id() == before
+
+
+def _deposit(api: httpx.Client, user: User, amount: object, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"amount": {"amount": amount, "currency": "EUR"}, "reference": f"psp-{uuid.uuid4().hex[:8]}"}
+    return api.post(f"/wallets/{user.user_id}/deposits", headers=headers or user.headers, json=body)
+
+
+def test_money_is_a_strict_bounded_integer_and_balances_stay_within_the_bound(
+    api: httpx.Client, marketplace: Marketplace
+) -> None:
+    buyer = register(api, "buyer")
+    for bad in (2**63, 10**30, MAX_MINOR_UNITS + 1, "12", 12.0, 12.5, True, 0, -1):
+        refused = _deposit(api, buyer, bad)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["code"] == "request.invalid"
+    assert _deposit(api, buyer, MAX_MINOR_UNITS - 5).status_code == 200
+    over = _deposit(api, buyer, 6)
+
+    assert over.status_code == 409 and over.json()["error"]["code"] == "wallet.balance_limit"
+    assert _deposit(api, buyer, 5).status_code == 200
+    assert balances(marketplace, buyer.user_id) == (MAX_MINOR_UNITS, 0)
+
+
+def test_a_sale_that_would_overfill_the_sellers_wallet_is_refused_and_moves_nothing(
+    api: httpx.Client, marketplace: Marketplace
+) -> None:
+    seller, buyer = register(api, "seller"), register(api, "buyer")
+    fund(api, seller, MAX_MINOR_UNITS - 100)
+    fund(api, buyer, 1_000)
+    order = api.post("/orders", headers=buyer.headers,
+                     json={"listing_id": published_listing(api, seller, 1_000)}).json()["order_id"]
+    assert api.post(f"/orders/{order}/ship", headers=seller.headers, json={}).status_code == 200
+
+    refused = api.post(f"/orders/{order}/confirm-delivery", headers=buyer.headers)
+
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "wallet.balance_limit"
+    assert balances(marketplace, buyer.user_id) == (0, 1_000)
+    assert balances(marketplace, seller.user_id) == (MAX_MINOR_UNITS - 100, 0)
+
+
+def test_state_conflicts_answer_409(api: httpx.Client, admin: User) -> None:
+    seller, buyer = register(api, "seller"), register(api, "buyer")
+    fund(api, buyer, 2_000)
+    order = api.post("/orders", headers=buyer.headers,
+                     json={"listing_id": published_listing(api, seller, 2_000)}).json()["order_id"]
+
+    early = api.post(f"/orders/{order}/confirm-delivery", headers=buyer.headers)
+    api.post(f"/orders/{order}/ship", headers=seller.headers, json={})
+    api.post(f"/orders/{order}/disputes", headers=buyer.headers, json={"reason": "broken"})
+    body = {"outcome": "release", "note": "works"}
+    first = api.post(f"/orders/{order}/disputes/resolve", headers=admin.headers, json=body)
+    second = api.post(f"/orders/{order}/disputes/resolve", headers=admin.headers, json=body)
+
+    assert early.status_code == 409 and early.json()["error"]["code"] == "order.invalid_transition"
+    assert first.status_code == 200
+    assert second.status_code == 409 and second.json()["error"]["code"] == "order.invalid_transition"

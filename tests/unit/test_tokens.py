@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from commands.auth import AuthError, TokenService
+from infra.tokens import AuthError, TokenService
 
 
 def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
