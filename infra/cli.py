@@ -12,7 +12,9 @@ from rich.table import Table
 from infra.services.base import ServiceState
 from infra.settings import get_settings
 
-app = typer.Typer(help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True)
+# Plain tracebacks off a terminal: a background process's log stays greppable, its last line the reason.
+app = typer.Typer(help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=sys.stderr.isatty())
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
@@ -117,12 +119,13 @@ def relay() -> None:
 
 @app.command("serve-reads")
 def serve_reads(port: int = typer.Option(None, help="defaults to BAZAAR_READ_API_PORT")) -> None:
-    """Run the read HTTP API (FastAPI) on 127.0.0.1."""
+    """Run the read HTTP API (FastAPI) on 127.0.0.1; `?after=` learns each projection's topics from here."""
     from infra.logging import configure_logging
+    from projections.registry import projection_topics
     from read_api.serve import serve
 
     configure_logging()
-    serve(get_settings(), port=port)
+    serve(get_settings(), projection_topics(), port=port)
 
 
 @app.command("serve-projections")
