@@ -3,6 +3,8 @@
 Each handler (commands/handlers/) loads aggregates, calls the domain once and returns a `Change`;
 `Marketplace.run` commits it, answers stale writes with `VersionConflict`, retries races that the
 caller did not pin with If-Match, and replays the first response for a repeated Idempotency-Key.
+A handler's loads are not one snapshot: a refusal computed while another command moved one of the
+aggregates it read is re-run on fresh state, so a race is never answered with a rule it did not break.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -32,6 +35,8 @@ from infra.tokens import Generations, InMemoryGenerations, TokenGenerations
 log = structlog.get_logger(__name__)
 A = TypeVar("A", bound=ChainedAggregate)
 MAX_ATTEMPTS = 8
+# The version of every aggregate the running handler read (None: it did not exist), per command attempt.
+_READS: ContextVar[dict[UUID, int | None] | None] = ContextVar("bazaar_reads", default=None)
 
 
 class VersionConflict(Exception):
@@ -162,10 +167,15 @@ class Marketplace(Application[UUID]):
             raise NotFoundError(f"{cls.__name__.lower()} not found", id=aggregate_id)
         if if_match is not None and aggregate.version != if_match:
             raise VersionConflict(aggregate_id, aggregate.version)
+        if (reads := _READS.get()) is not None:
+            reads.setdefault(aggregate_id, aggregate.version)
         return aggregate
 
     def exists(self, aggregate_id: UUID) -> bool:
-        return aggregate_id in self.repository
+        found = aggregate_id in self.repository
+        if not found and (reads := _READS.get()) is not None:
+            reads.setdefault(aggregate_id, None)
+        return found
 
     def wallet(self, owner_id: UUID, currency: str) -> Wallet:
         """The owner's wallet in a currency, opened (unsaved) when there is none yet."""
@@ -184,16 +194,39 @@ class Marketplace(Application[UUID]):
         """Execute a command: replay a known key, commit the change, retry unpinned races."""
         if idempotency is not None and (stored := self._replay(idempotency)) is not None:
             return stored
-        for _ in range(MAX_ATTEMPTS):
-            change = act()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            change = self._act_on_fresh_reads(act, last=attempt == MAX_ATTEMPTS)
+            if change is None:
+                continue  # refused on a torn read: run again on fresh state
             try:
                 return self._commit(change, idempotency)
             except ConcurrencyConflict:
                 if idempotency is not None and (stored := self._replay(idempotency)) is not None:
                     return stored
                 if if_match is not None:
-                    raise VersionConflict(change.target.id, self._current_version(change.target)) from None
-        raise VersionConflict(change.target.id, self._current_version(change.target))
+                    raise VersionConflict(change.target.id, self._version_of(change.target.id)) from None
+        assert change is not None  # the last attempt acts without the stale-read escape
+        raise VersionConflict(change.target.id, self._version_of(change.target.id))
+
+    def _act_on_fresh_reads(self, act: Callable[[], Change], *, last: bool) -> Change | None:
+        """The handler's change; its domain error if nothing it read moved meanwhile (or `last`), else None."""
+        reads: dict[UUID, int | None] = {}
+        token = _READS.set(reads)
+        try:
+            return act()
+        except DomainError:
+            if not last and any(self._version_of(aggregate_id) != version for aggregate_id, version in reads.items()):
+                log.info("command.refused_on_stale_read", aggregates=len(reads))
+                return None
+            raise
+        finally:
+            _READS.reset(token)
+
+    def _version_of(self, aggregate_id: UUID) -> int | None:
+        try:
+            return int(self.repository.get(aggregate_id).version)
+        except AggregateNotFoundError:
+            return None
 
     def _commit(self, change: Change, idempotency: Idempotency | None) -> CommandResult:
         events = [event for agg in change.all_aggregates() for event in agg.collect_events()]
@@ -216,12 +249,6 @@ class Marketplace(Application[UUID]):
         if request_hash != idempotency.request_hash:
             raise IdempotencyKeyReused("this Idempotency-Key was used for another request", key=idempotency.key)
         return CommandResult.from_stored(response)
-
-    def _current_version(self, aggregate: ChainedAggregate) -> int | None:
-        try:
-            return int(self.repository.get(aggregate.id).version)
-        except AggregateNotFoundError:
-            return None
 
     def _save_batch(self, events: list[Any], records: list[IdempotencyRecord]) -> list[int]:
         # The event store directly: Application.save would re-collect and type-check every event again.
