@@ -1,8 +1,17 @@
-"""`./run demo`: the marketplace end to end over the platform's own HTTP APIs, then what it appended."""
+"""`./run demo`: the marketplace end to end over the platform's own HTTP APIs, then what it appended.
+
+It reaches the platform the way its users do — HTTP, the Kafka topics, `bazaar audit verify` — and imports
+no upper layer: the events it shows are read back from the topics the relay published them to.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.settings import Settings
+from schemas.messages import header_value
+from schemas.names import DOMAIN_AGGREGATES, domain_topic
 
 PASSWORD = "demo-password-123"
+DOMAIN_TOPICS = [domain_topic(aggregate) for aggregate in DOMAIN_AGGREGATES]
 
 
 class DemoFailed(RuntimeError):
@@ -115,28 +127,27 @@ class Demo:
                            f"remaining={check.get('remaining')}")
 
 
-def events_table(positions: list[int], settings: Settings) -> Table:
-    """The events the demo appended, read back from the event store."""
-    from commands.application import Marketplace
+@dataclass(frozen=True)
+class RelayedEvent:
+    """One of the demo's events as the relay published it (headers and envelope of the Kafka message)."""
 
-    app = Marketplace(settings)
-    try:
-        table = Table(title=f"{len(positions)} events appended")
-        for column in ("position", "aggregate", "version", "event", "prev_hash"):
-            table.add_column(column)
-        first, last = min(positions), max(positions)
-        wanted = set(positions)
-        for notification in app.recorder.select_notifications(first, last - first + 1, stop=last):
-            if notification.id in wanted:
-                event = app.mapper.to_domain_event(notification)
-                table.add_row(str(notification.id), str(event.originator_id)[:8], str(event.originator_version),
-                              type(event).__qualname__, getattr(event, "prev_hash", "")[:12])
-        return table
-    finally:
-        app.close()
+    position: int
+    topic: str
+    aggregate_id: str
+    version: int
+    event_type: str
+    prev_hash: str
 
 
-DOMAIN_TOPICS = [f"bazaar.{name}" for name in ("user", "wallet", "listing", "order", "licence", "trust")]
+def events_table(events: list[RelayedEvent]) -> Table:
+    """The events the demo appended, in log order, read back from the topics they were relayed to."""
+    table = Table(title=f"{len(events)} events appended")
+    for column in ("position", "aggregate", "version", "event", "prev_hash"):
+        table.add_column(column)
+    for event in sorted(events, key=lambda e: e.position):
+        table.add_row(str(event.position), event.aggregate_id[:8], str(event.version), event.event_type,
+                      event.prev_hash[:12])
+    return table
 
 
 def end_offsets(settings: Settings) -> dict[Any, int]:
@@ -154,20 +165,17 @@ def end_offsets(settings: Settings) -> dict[Any, int]:
         consumer.close()
 
 
-def relayed_counts(positions: list[int], start: dict[Any, int], settings: Settings,
-                   timeout_s: float = 30.0) -> dict[str, int]:
-    """How many of the demo's events arrived on each domain topic (waiting for the relay)."""
-    import time
-
+def relayed_events(positions: list[int], start: dict[Any, int], settings: Settings,
+                   timeout_s: float = 30.0) -> list[RelayedEvent]:
+    """The demo's events as they arrived on the domain topics (waiting for the relay)."""
     from infra.adapters.kafka import make_consumer
-    from schemas.messages import header_value
 
     wanted = set(positions)
     consumer = make_consumer(settings, group_id=None, consumer_timeout_ms=1000)
     consumer.assign(list(start))
     for partition, offset in start.items():
         consumer.seek(partition, offset)
-    counts: dict[str, int] = {}
+    found: list[RelayedEvent] = []
     deadline = time.monotonic() + timeout_s
     try:
         while wanted and time.monotonic() < deadline:
@@ -175,19 +183,27 @@ def relayed_counts(positions: list[int], start: dict[Any, int], settings: Settin
                 position = int(header_value(message.headers, "notification_id") or 0)
                 if position in wanted:
                     wanted.discard(position)
-                    counts[message.topic] = counts.get(message.topic, 0) + 1
+                    found.append(_relayed(position, message))
     finally:
         consumer.close()
     if wanted:
         raise DemoFailed(f"{len(wanted)} events did not arrive on Kafka within {timeout_s:.0f}s")
-    return counts
+    return found
+
+
+def _relayed(position: int, message: Any) -> RelayedEvent:
+    envelope = json.loads(message.value)
+    return RelayedEvent(position, message.topic, str(envelope["aggregate_id"]), int(envelope["version"]),
+                        header_value(message.headers, "event_type") or "?", str(envelope["prev_hash"]))
+
+
+def relayed_counts(events: list[RelayedEvent]) -> dict[str, int]:
+    """How many of the demo's events went to each domain topic."""
+    return dict(Counter(event.topic for event in sorted(events, key=lambda e: e.topic)))
 
 
 def audit_passes(settings: Settings, console: Console) -> None:
     """`bazaar audit verify` over the whole store: every chain and signed tree head holds."""
-    import subprocess
-    import sys
-
     result = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify", "--from-store"],
                             capture_output=True, text=True, check=False)
     console.print(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr)
@@ -201,8 +217,8 @@ def run_demo(settings: Settings, console: Console) -> None:
     start = end_offsets(settings)
     sale = demo.sell_through_escrow()
     licence = demo.license_a_model(sale["seller"], sale["buyer"])
-    console.print(events_table(demo.positions, settings))
-    counts = relayed_counts(demo.positions, start, settings)
-    console.print(f"relayed to Kafka: {counts}")
+    events = relayed_events(demo.positions, start, settings)
+    console.print(events_table(events))
+    console.print(f"relayed to Kafka: {relayed_counts(events)}")
     demo.show_reads(sale, licence)
     audit_passes(settings, console)
