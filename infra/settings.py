@@ -57,6 +57,13 @@ class Settings(BaseSettings):
 
     command_api_port: int = 8000
     read_api_port: int = 8001
+    # Trend job (stream_jobs): event-time lateness allowed past the watermark, how long a caught-up
+    # partition stays quiet before it stops holding the watermark back, records per poll, ranking expiry.
+    trends_allowed_lateness_s: int = 60
+    trends_idle_partition_s: float = 5.0
+    trends_max_poll_records: int = 5000
+    trends_ranking_ttl_5m_s: int = 3600
+    trends_ranking_ttl_1h_s: int = 3 * 3600
 
     # HS256 secret for access tokens; empty means one generated once under home/secrets.
     jwt_secret: str = ""
