@@ -1,8 +1,13 @@
-"""The search flavour setting picks the client; the port sends the same request through either (no server)."""
+"""The search flavour setting picks the client; the port sends the same request through either (no search node)."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 from elastic_transport import ObjectApiResponse
@@ -24,10 +29,48 @@ def test_elasticsearch_flavour_builds_the_elasticsearch_client() -> None:
     assert isinstance(client, Elasticsearch)
 
 
-def test_credentials_are_accepted_by_both_clients() -> None:
-    for flavour in ("opensearch", "elasticsearch"):
-        settings = Settings(search_flavour=flavour, search_username="reader", search_password="secret")
-        assert make_search_client(settings) is not None
+class _RecordingHandler(BaseHTTPRequestHandler):
+    """Answers every request like a cluster would and keeps the Authorization header it was sent."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization"))
+        body = json.dumps({"cluster_name": "c", "version": {"number": "9.0.0"}, "tagline": "t"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-elastic-product", "Elasticsearch")  # elasticsearch-py's product check
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def recording_server() -> Iterator[str]:
+    _RecordingHandler.seen.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("flavour", ["opensearch", "elasticsearch"])
+def test_credentials_reach_the_wire_as_basic_auth(flavour: str, recording_server: str) -> None:
+    settings = Settings(search_flavour=flavour, search_url=recording_server,
+                        search_username="reader", search_password="secret")
+    make_search_client(settings).info()
+    expected = "Basic " + base64.b64encode(b"reader:secret").decode()
+    assert _RecordingHandler.seen == [expected]
+
+
+def test_no_credentials_send_no_authorization(recording_server: str) -> None:
+    make_search_client(Settings(search_url=recording_server)).info()
+    assert _RecordingHandler.seen == [None]
 
 
 def _text(value: Any) -> str:
