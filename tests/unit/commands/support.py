@@ -17,7 +17,7 @@ from schemas.base import MoneyIn
 from schemas.licence import IssueLicence
 from schemas.listing import DraftListing, PublishListing
 from schemas.order import OpenDispute, PlaceOrder, ShipOrder
-from schemas.user import RegisterUser
+from schemas.user import ForgetUser, RegisterUser
 from schemas.wallet import Deposit
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -100,14 +100,21 @@ class World:
                                            "role": role, "address": "1 Main St"})
         return self.run(lambda: users.register_user(self.app, cmd)).aggregate_id
 
+    def forgotten(self, role: str = "seller", email: str = "gone@example.org") -> Principal:
+        """A registered user whom an admin then forgot."""
+        user_id = self.register(email, role=role)
+        self.run(lambda: users.forget_user(self.app, self.admin, ForgetUser(user_id=user_id)))
+        return Principal(user_id, role)
+
     def listing(self, *, kind: str = "goods", publish: bool = True, price: int = 10_000,
-                creator_id: UUID | None = None, royalty_bps: int = 0) -> UUID:
-        """A listing of the world's seller, published unless told otherwise."""
+                creator_id: UUID | None = None, royalty_bps: int = 0, seller: Principal | None = None) -> UUID:
+        """A listing of the world's seller (or `seller`), published unless told otherwise."""
+        seller = seller or self.seller
         cmd = DraftListing.model_validate({"kind": kind, "title": "Brass lamp", "category": "home",
                                            "price": eur(price), "creator_id": creator_id, "royalty_bps": royalty_bps})
-        listing_id = self.run(lambda: listings.draft_listing(self.app, self.seller, cmd)).aggregate_id
+        listing_id = self.run(lambda: listings.draft_listing(self.app, seller, cmd)).aggregate_id
         if publish:
-            self.run(lambda: listings.publish_listing(self.app, self.seller, PublishListing(listing_id=listing_id)))
+            self.run(lambda: listings.publish_listing(self.app, seller, PublishListing(listing_id=listing_id)))
         return listing_id
 
     def fund(self, who: Principal, amount: int = 50_000) -> None:

@@ -116,3 +116,37 @@ def test_authenticate_refuses_with_one_error_for_every_bad_credential(world: Wor
     with pytest.raises(AuthError) as info:
         users.authenticate(world.app, email, password)
     assert info.value.code == "auth.invalid_credentials"
+
+
+@pytest.mark.parametrize("command", ["forget", "change_role"])
+def test_forgetting_or_changing_a_role_refuses_the_users_earlier_tokens(world: World, command: str) -> None:
+    user_id = world.register()
+    before = world.app.token_generations.current(user_id)
+    if command == "forget":
+        world.run(lambda: users.forget_user(world.app, world.admin, ForgetUser(user_id=user_id)))
+    else:
+        cmd = ChangeUserRole(user_id=user_id, role="seller")
+        world.run(lambda: users.change_user_role(world.app, world.admin, cmd))
+    assert world.app.token_generations.current(user_id) == before + 1
+
+
+@pytest.mark.parametrize("who", ["self", "admin"])
+def test_revoke_tokens_bumps_the_generation_and_appends_nothing(world: World, who: str) -> None:
+    user_id = world.register()
+    actor = Principal(user_id, "buyer") if who == "self" else world.admin
+    before, position = world.app.token_generations.current(user_id), world.position()
+    assert users.revoke_tokens(world.app, actor, user_id) == before + 1
+    assert world.app.token_generations.current(user_id) == before + 1 and world.position() == position
+
+
+def test_revoke_tokens_of_another_user_is_refused(world: World) -> None:
+    user_id = world.register()
+    with pytest.raises(Exception) as info:  # noqa: PT011 - matched by code: the shared auth error
+        users.revoke_tokens(world.app, world.stranger, user_id)
+    assert getattr(info.value, "code", None) == "auth.forbidden"
+    assert world.app.token_generations.current(user_id) == 0
+
+
+def test_revoke_tokens_of_an_unknown_user_is_not_found(world: World) -> None:
+    with pytest.raises(NotFoundError):
+        users.revoke_tokens(world.app, world.admin, uuid4())
