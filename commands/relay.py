@@ -51,13 +51,14 @@ from kafka.producer.future import FutureRecordMetadata
 from psycopg import sql
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
-from commands.application import Marketplace
-from commands.audit.heads import HeadStore, leaf_data
+from commands.audit.codec import FastMapper, fast_event_and_hash
+from commands.audit.heads import SIGNING_INTERVAL_S, HeadStore, leaf_of
 from commands.audit.keys import signing_key
-from commands.audit.merkle import MerkleLog, leaf_hash
+from commands.audit.merkle import MerkleLog
 from commands.audit.signing import SignedTreeHead, make_tree_head, sign_tree_head
-from commands.audit.verify import fast_event_and_hash
+from commands.audit.tree import append_nodes, backfill, create_tree_table
 from commands.messages import to_message
+from commands.store import eventsourcing_env
 from infra.adapters.kafka import ensure_topics, make_producer
 from infra.settings import Settings, get_settings
 from schemas import names
@@ -106,12 +107,17 @@ class Batch:
 
     messages: list[EventMessage]
     leaves: list[bytes]
-    last_id: int
+    notification_ids: list[int]
 
     @property
     def size(self) -> int:
         """How many events the batch holds."""
         return len(self.messages)
+
+    @property
+    def last_id(self) -> int:
+        """The notification id of the batch's last event."""
+        return self.notification_ids[-1]
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,9 @@ def map_notifications(mapper: Mapper[Any], notifications: Sequence[Notification]
         # One parse gives both the event and its hash (the auditor's fast path, identical to event_hash).
         event, hash_hex = fast_event_and_hash(_stored(notification), mapper)
         message = to_message(event, notification.id, topic_prefix, digest=hash_hex, validate=False)
-        data = leaf_data(notification.id, event.originator_id, event.originator_version, hash_hex)
         messages.append(message)
-        leaves.append(leaf_hash(data))
-    return Batch(messages, leaves, notifications[-1].id)
+        leaves.append(leaf_of(notification.id, event.originator_id, event.originator_version, hash_hex))
+    return Batch(messages, leaves, [n.id for n in notifications])
 
 
 def _stored(notification: Notification) -> StoredEvent:
@@ -177,6 +182,22 @@ class KeyPartitions:
         return partition
 
 
+class LogReader(Application[Any]):
+    """What the relay reads the log with: the store's recorder and a fast mapper, nothing of the command side."""
+
+    name = "Bazaar"  # the command side's application name, so the same events table
+
+    def construct_mapper(self) -> Mapper[Any]:
+        return FastMapper(transcoder=self.construct_transcoder())
+
+
+def log_reader(settings: Settings) -> LogReader:
+    """A reader of the platform's log; it reads with one connection at a time, so a small pool."""
+    env = eventsourcing_env(settings.model_copy(update={"pg_pool_size": 2}))
+    env["AGGREGATE_CACHE_MAXSIZE"] = ""  # the relay never loads an aggregate
+    return LogReader(env=env)
+
+
 def relay_producer(settings: Settings, name: str = "main") -> KafkaProducer:
     """The relay's producer: the platform's idempotent acks=all producer, patient through outages."""
     return make_producer(
@@ -203,7 +224,7 @@ class Relay:
         topic_prefix: str = TOPIC_PREFIX,
         batch_size: int = 1_000,
         checkpoint_every: int = 1_000,
-        checkpoint_interval_s: float = 5.0,
+        checkpoint_interval_s: float = SIGNING_INTERVAL_S,
         poll_interval_s: float = 0.5,
         lock_retry_s: float = 1.0,
         progress_interval_s: float = 10.0,
@@ -290,6 +311,7 @@ class Relay:
         conn = self._require_conn()
         conn.execute(POSITIONS_DDL)
         self._heads = HeadStore(lambda: _borrowed(conn))
+        create_tree_table(conn)
         self._recover()
         channel = getattr(self.recorder, "channel_name", None)
         if channel:
@@ -308,7 +330,7 @@ class Relay:
         assert row is not None
         position, size = int(row[0]), int(row[1])
         started = time.monotonic()
-        self.tree = self._rebuild_tree(position)
+        self.tree, nids = self._rebuild_tree(position)
         if self.tree.size != size:
             raise IntegrityError(
                 f"the store holds {self.tree.size} events up to notification {position}, "
@@ -316,16 +338,19 @@ class Relay:
             )
         self.position = position
         self._check_latest_head()
+        # A log relayed before tree nodes were stored gets them once, from the tree just checked.
+        backfilled = backfill(conn, self.tree, nids)
         self._log.info(
             "relay.recovered",
             position=position,
             tree_size=size,
+            nodes_backfilled_for=backfilled,
             seconds=round(time.monotonic() - started, 3),
         )
 
-    def _rebuild_tree(self, position: int) -> MerkleLog:
-        """The Merkle tree of every stored event up to and including notification `position`."""
-        tree = MerkleLog()
+    def _rebuild_tree(self, position: int) -> tuple[MerkleLog, list[int]]:
+        """The Merkle tree of every stored event up to notification `position`, and each leaf's id."""
+        tree, nids = MerkleLog(), []
         after = 0
         while after < position:
             notifications = self.recorder.select_notifications(
@@ -335,13 +360,14 @@ class Relay:
                 break
             for notification in notifications:
                 tree.append(self._leaf(notification))
+                nids.append(notification.id)
             after = notifications[-1].id
-        return tree
+        return tree, nids
 
     def _leaf(self, notification: Notification) -> bytes:
         """The Merkle leaf hash of one stored event."""
         event, digest = fast_event_and_hash(_stored(notification), self.mapper)
-        return leaf_hash(leaf_data(notification.id, event.originator_id, event.originator_version, digest))
+        return leaf_of(notification.id, event.originator_id, event.originator_version, digest)
 
     def _check_latest_head(self) -> None:
         """Refuse to go on when the rebuilt tree disagrees with the last head signed over it."""
@@ -469,16 +495,22 @@ class Relay:
             raise DeliveryError(f"{len(failed)} of {len(futures)} messages failed: {failed[0].exception!r}")
 
     def _advance(self, batch: Batch) -> None:
-        """Record the new position and tree size together, then grow the in-memory tree to match."""
-        size = self.tree.size + len(batch.leaves)
-        cursor = self._require_conn().execute(
-            f"UPDATE {POSITIONS_TABLE} SET notification_id = %s, tree_size = %s, updated_at = now()"
-            " WHERE name = %s AND notification_id = %s AND tree_size = %s",
-            (batch.last_id, size, self.name, self.position, self.tree.size),
-        )
-        if cursor.rowcount != 1:
-            raise LockLostError(f"the position of relay {self.name!r} was moved by another relay")
+        """Record the new position, tree size and tree nodes in one transaction; grow the tree to match."""
+        conn, old_size = self._require_conn(), self.tree.size
         self.tree.extend(batch.leaves)
+        try:
+            with conn.transaction():
+                cursor = conn.execute(
+                    f"UPDATE {POSITIONS_TABLE} SET notification_id = %s, tree_size = %s, updated_at = now()"
+                    " WHERE name = %s AND notification_id = %s AND tree_size = %s",
+                    (batch.last_id, self.tree.size, self.name, self.position, old_size),
+                )
+                if cursor.rowcount != 1:
+                    raise LockLostError(f"the position of relay {self.name!r} was moved by another relay")
+                append_nodes(conn, self.tree, old_size, batch.notification_ids)
+        except BaseException:
+            self.tree.truncate(old_size)
+            raise
         self.position = batch.last_id
 
     def _note_progress(self, count: int) -> None:
@@ -666,8 +698,7 @@ def run_relay(
             raise
     owned_app = app is None
     if app is None:
-        # The relay reads with one connection at a time: a small pool leaves connections to the APIs.
-        app = Marketplace(settings.model_copy(update={"pg_pool_size": 2}))
+        app = log_reader(settings)
     relay = Relay(app, settings, **options)
     # Start-up objects (modules, schemas, the app) live as long as the process: keep them out of the
     # collector's full scans, which otherwise cost about a tenth of the relay's time.

@@ -1,6 +1,7 @@
 """`bazaar audit ...`: the auditors' command line (mounted by infra/cli.py as a Typer sub-app).
 
 verify [--from-kafka|--from-store]    hash chains and signed heads; exit 0 only when all holds
+       [--trusted-heads PATH] [--cross-check] [--allow-unsigned-tail] [--no-checkpoints]
 prove EVENT [-o FILE]                 inclusion proof of one event (notification id or AGGREGATE_ID:VERSION)
 consistency OLD NEW [-o FILE]         consistency proof between two tree sizes
 check-proof FILE --head HEAD --public-key KEY [--event EVENT] [--earlier-head HEAD]
@@ -8,6 +9,7 @@ check-proof FILE --head HEAD --public-key KEY [--event EVENT] [--earlier-head HE
 replay [--from-kafka|--from-store]    rebuild every aggregate from the log and compare with the store
 public-key [--pem]                    the key that signs tree heads
 heads                                 the stored signed tree heads
+witness --url URL --dir PATH          keep the platform's signed heads, each proven to extend the last
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ ProofFile = typer.Argument(..., help="The proof JSON (from prove or consistency)
 KeptHead = typer.Option(..., "--head", help="The signed tree head the auditor kept (JSON).")
 HeldEvent = typer.Option(None, "--event", help="Inclusion: the event held (JSON), to rebuild its leaf.")
 EarlierHead = typer.Option(None, "--earlier-head", help="Consistency: the older head kept (JSON).")
+TrustedHeads = typer.Option(
+    None, "--trusted-heads", exists=True, help="Signed heads the auditor kept: a JSON file or a folder of them."
+)
+WitnessDir = typer.Option(..., "--dir", help="Where the kept heads and the pinned key live.")
+TokenFile = typer.Option(None, "--token-file", exists=True, help="An auditor's bearer token, in a file.")
 SHOWN = 20
 
 
@@ -88,7 +95,7 @@ def progress_bar() -> Iterator[Progress]:
 
 
 def _source(schema: str, events_table: str) -> Any:
-    from commands.audit.verify import LogSource
+    from commands.audit.source import LogSource
 
     try:
         return LogSource(get_settings(), schema, events_table)
@@ -125,13 +132,21 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def verify(
     from_kafka: bool = FromKafka,
     public_key: str | None = typer.Option(None, "--public-key", help="File, PEM or base64 (default: ours)."),
+    trusted_heads: Path | None = TrustedHeads,
+    checkpoints: bool = typer.Option(
+        True, "--checkpoints/--no-checkpoints", help="Compare the store's heads with the checkpoints topic."
+    ),
+    cross_check: bool = typer.Option(False, "--cross-check", help="Compare the store's events with Kafka's."),
+    allow_unsigned_tail: bool = typer.Option(
+        False, "--allow-unsigned-tail", help="Accept events that no signed head covers yet, however old."
+    ),
     topic_prefix: str = TopicPrefix,
     as_json: bool = AsJson,
     schema: str = Schema,
     events_table: str = EventsTable,
 ) -> None:
-    """Check every aggregate's hash chain and every signed tree head; exit 0 only when all holds."""
-    from commands.audit.verify import verify_kafka, verify_store
+    """Check every hash chain and signed head (and the auditor's kept heads); exit 0 only when all holds."""
+    from commands.audit.kafka_source import verify_kafka
 
     key = platform_public_key(public_key)
     source = _source(schema, events_table)
@@ -144,9 +159,38 @@ def verify(
                 on_total=lambda total: progress.update(task, total=total),
             )
         else:
+            evidence = _evidence(source, trusted_heads, checkpoints, cross_check, allow_unsigned_tail, topic_prefix)
             task = progress.add_task("verify store", total=source.count())
-            report = verify_store(source, key, on_progress=lambda n: progress.advance(task, n))
+            report = _verify_store(source, key, evidence, lambda n: progress.advance(task, n))
     _finish(report, as_json, _print_verify)
+
+
+def _evidence(
+    source: Any, trusted_heads: Path | None, checkpoints: bool, cross_check: bool, allow_unsigned_tail: bool,
+    topic_prefix: str,
+) -> Any:
+    """What the store is compared with: kept heads, the checkpoints topic, Kafka's events."""
+    from commands.audit.headcheck import load_trusted_heads
+    from commands.audit.kafka_source import published_leaves, read_checkpoints
+    from commands.audit.verify import Evidence
+
+    try:
+        trusted = load_trusted_heads(trusted_heads) if trusted_heads else []
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"--trusted-heads: {exc}") from exc
+    try:
+        published = read_checkpoints(source.settings, topic_prefix) if checkpoints else None
+        leaves = published_leaves(source.settings, topic_prefix) if cross_check else None
+    except Exception as exc:  # noqa: BLE001 - Kafka unreachable: say so rather than verify less than asked
+        raise _fail(f"cannot read Kafka ({exc!r}); --no-checkpoints skips the checkpoints topic") from exc
+    max_age = None if allow_unsigned_tail else Evidence.max_unsigned_age_s
+    return Evidence(trusted=trusted, published=published, kafka_leaves=leaves, max_unsigned_age_s=max_age)
+
+
+def _verify_store(source: Any, key: Ed25519PublicKey, evidence: Any, advance: Callable[[int], None]) -> Any:
+    from commands.audit.verify import verify_store
+
+    return verify_store(source, key, evidence=evidence, on_progress=advance)
 
 
 def _finish(report: Any, as_json: bool, printer: Callable[[Any], None]) -> None:
@@ -169,8 +213,11 @@ def _print_verify(report: Any) -> None:
             f"  {report.duplicates_skipped:,} re-sent duplicates dropped; {report.unverifiable:,} events "
             "unverifiable on Kafka (redacted fields: their event_hash header is covered by the heads)"
         )
+    if report.trusted_heads:
+        out.print(f"  checked against {report.trusted_heads} head(s) the auditor kept")
     if report.unsigned_tail:
-        out.print(f"  {report.unsigned_tail:,} events after the latest signed head are covered by chains only")
+        accepted = " (accepted: --allow-unsigned-tail)" if report.unsigned_tail_accepted else ""
+        out.print(f"  {report.unsigned_tail:,} events after the latest signed head are under no signed head{accepted}")
     if report.ok:
         heads = "every signed head matches the log" if report.heads else "no signed head to check yet"
         out.print(f"[green]OK[/]: every hash chain holds and {heads}")
@@ -208,9 +255,7 @@ def prove(
 
     source = _source(schema, events_table)
     try:
-        with progress_bar() as progress:
-            task = progress.add_task("build tree", total=None)
-            doc = inclusion_proof(source, event, head_size=head_size, on_progress=lambda n: progress.advance(task, n))
+        doc = inclusion_proof(source, event, head_size=head_size)
     except AuditError as exc:
         raise _fail(str(exc)) from exc
     _write_json(doc, output)
@@ -229,9 +274,7 @@ def consistency(
 
     source = _source(schema, events_table)
     try:
-        with progress_bar() as progress:
-            task = progress.add_task("build tree", total=new)
-            doc = consistency_proof(source, old, new, on_progress=lambda n: progress.advance(task, n))
+        doc = consistency_proof(source, old, new)
     except (AuditError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     _write_json(doc, output)
@@ -325,6 +368,40 @@ def _print_replay(report: Any) -> None:
         out.print(f"  … and {len(report.differences) - SHOWN} more")
 
 
+# --- witness -----------------------------------------------------------------------------------
+
+
+@audit_app.command()
+def witness(
+    url: str = typer.Option(..., "--url", help="The command API, e.g. http://127.0.0.1:8000"),
+    folder: Path = WitnessDir,
+    token_file: Path | None = TokenFile,
+    public_key: str | None = typer.Option(None, "--public-key", help="Pin this key on the first run."),
+) -> None:
+    """Keep the platform's signed heads, each proven consistent with the last; exit 1 when one is not."""
+    import httpx
+
+    from commands.audit.witness import PlatformUnavailable, WitnessRefusal, api_base, run_witness
+
+    key = platform_key_option(public_key)
+    headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"} if token_file else {}
+    try:
+        with httpx.Client(base_url=api_base(url), headers=headers, timeout=30.0) as client:
+            run = run_witness(client, folder, key)
+    except WitnessRefusal as exc:
+        out.print(f"[red]REFUSED[/]: {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    except PlatformUnavailable as exc:
+        raise _fail(str(exc)) from exc
+    pinned = " (public key pinned on this first run)" if run.key_pinned else ""
+    out.print(f"[green]OK[/]: kept {len(run.kept)} new head(s); the newest kept is size {run.latest:,}{pinned}")
+
+
+def platform_key_option(value: str | None) -> Ed25519PublicKey | None:
+    """A --public-key given on the command line (file, PEM or base64), or None."""
+    return platform_public_key(value) if value else None
+
+
 # --- keys and heads ----------------------------------------------------------------------------
 
 
@@ -344,9 +421,9 @@ def heads(
     events_table: str = EventsTable,
 ) -> None:
     """List the stored signed tree heads, with whether each signature checks."""
+    from commands.audit.headcheck import read_heads
     from commands.audit.prove import head_document
     from commands.audit.signing import verify_tree_head
-    from commands.audit.verify import read_heads
 
     key = platform_public_key(public_key)
     stored = read_heads(_source(schema, events_table))

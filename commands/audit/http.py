@@ -1,7 +1,8 @@
 """Read-only HTTP for auditors on the command API: the public key, signed tree heads and proofs.
 
-Proofs are computed from the store exactly as `bazaar audit prove` / `consistency` compute them; an
-auditor checks them offline with `bazaar audit check-proof` and the public key alone.
+Proofs are read from the relay's stored tree exactly as `bazaar audit prove` / `consistency` read them
+(O(log n) nodes per proof); an auditor checks them offline with `bazaar audit check-proof` and the public
+key alone, and `bazaar audit witness` keeps the heads served here.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from commands.application import ForbiddenError
+from commands.audit.headcheck import read_heads
 from commands.audit.keys import public_key
 from commands.audit.prove import ProveError, consistency_proof, head_document, inclusion_proof
 from commands.audit.signing import key_id, public_key_to_b64
-from commands.audit.verify import LogSource, read_heads
+from commands.audit.source import LogSource
 from commands.auth import Principal
 from commands.deps import App, get_principal
+from commands.store import EVENTS_TABLE
 from schemas.errors import error_body
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -34,6 +37,16 @@ async def auditor(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 Auditor = Annotated[Principal, Depends(auditor)]
 
 
+def log_source(app: App) -> LogSource:
+    """The log the application writes: its recorder's schema and events table."""
+    recorder: Any = app.recorder
+    schema = getattr(getattr(recorder, "datastore", None), "schema", "") or "public"
+    return LogSource(app.settings, schema, getattr(recorder, "events_table_name", EVENTS_TABLE))
+
+
+Source = Annotated[LogSource, Depends(log_source)]
+
+
 def _unavailable(error: ProveError) -> JSONResponse:
     return JSONResponse(error_body("audit.proof_unavailable", str(error)), status_code=404)
 
@@ -46,19 +59,19 @@ def get_public_key(app: App) -> dict[str, str]:
 
 
 @router.get("/heads")
-async def list_heads(app: App, _: Auditor, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+async def list_heads(source: Source, _: Auditor, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
     """The latest signed tree heads, newest first."""
-    heads = await run_in_threadpool(read_heads, LogSource(app.settings))
+    heads = await run_in_threadpool(read_heads, source)
     return [head_document(head) for head in reversed(heads) if head.signed is not None][:limit]
 
 
 @router.get("/proofs/inclusion/{event}", response_model=None)
 async def prove_inclusion(
-    event: str, app: App, _: Auditor, head_size: int | None = Query(None, ge=1)
+    event: str, source: Source, _: Auditor, head_size: int | None = Query(None, ge=1)
 ) -> dict[str, Any] | JSONResponse:
     """Inclusion proof of one event (notification id, or AGGREGATE_ID:VERSION) under a signed head."""
     try:
-        return await run_in_threadpool(inclusion_proof, LogSource(app.settings), event, head_size=head_size)
+        return await run_in_threadpool(inclusion_proof, source, event, head_size=head_size)
     except ProveError as error:
         return _unavailable(error)
 

@@ -10,22 +10,26 @@ from commands.audit.signing import (
     private_key_to_pem,
     public_key_to_b64,
 )
+from infra.secrets import stored_secret
 from infra.settings import Settings
+
+PRIVATE_KEY_FILE = "audit_ed25519.pem"
+PUBLIC_KEY_FILE = "audit_ed25519.pub"
 
 
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
-    """The platform's tree-head signing key (created on first use, mode 600), public half beside it."""
-    path = settings.secrets_dir / "audit_ed25519.pem"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = generate_private_key()
-        path.write_bytes(private_key_to_pem(key))
-        path.chmod(0o600)
-        (settings.secrets_dir / "audit_ed25519.pub").write_text(public_key_to_b64(key.public_key()) + "\n")
-    return private_key_from_pem(path.read_bytes())
+    """The platform's tree-head signing key (created on first use, mode 600), public half beside it.
+
+    `stored_secret` lets the first of several processes starting together (relay, command API) win: every
+    one of them reads the same key, never one of its own.
+    """
+    pem = stored_secret(settings, PRIVATE_KEY_FILE, lambda: private_key_to_pem(generate_private_key()).decode())
+    key = private_key_from_pem(pem.encode() + b"\n")
+    # Derived from the key, so racing writers write the same text.
+    stored_secret(settings, PUBLIC_KEY_FILE, lambda: public_key_to_b64(key.public_key()) + "\n")
+    return key
 
 
 def public_key(settings: Settings) -> Ed25519PublicKey:
     """The public key auditors check tree heads with (`bazaar audit public-key` prints it)."""
     return signing_key(settings).public_key()
-

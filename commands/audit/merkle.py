@@ -86,8 +86,88 @@ def _require_between(value: int, low: int, high: int, what: str) -> None:
         raise ValueError(f"{what} must be an integer between {low} and {high}")
 
 
-class MerkleLog:
-    """An append-only Merkle tree that answers roots and proofs for any size up to its current one.
+class _Nodes:
+    """Roots and RFC 9162 proofs over perfect-subtree hashes, wherever those are kept (memory, a table).
+
+    A subclass gives `_size` and `_node(level, position)`, the hash of the perfect subtree of 2**level
+    leaves starting at leaf position * 2**level; every root or proof needs O(log n) of them.
+    """
+
+    _size: int
+
+    def _node(self, level: int, position: int) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        """The number of leaves."""
+        return self._size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        """The leaf hash stored at index."""
+        _require_between(index, 0, self._size - 1, "index")
+        return self._node(0, index)
+
+    def root(self, size: int | None = None) -> bytes:
+        """The tree head hash at size (default: the current size)."""
+        size = self._size if size is None else size
+        _require_between(size, 0, self._size, "size")
+        return EMPTY_ROOT if size == 0 else self.range_hash(0, size)
+
+    def range_hash(self, lo: int, hi: int) -> bytes:
+        """The Merkle tree hash of leaves [lo, hi) (non-empty), from perfect subtrees where aligned."""
+        count = hi - lo
+        if _is_power_of_two(count) and lo % count == 0:
+            return self._node(count.bit_length() - 1, lo // count)
+        mid = lo + _split_point(count)
+        return node_hash(self.range_hash(lo, mid), self.range_hash(mid, hi))
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The audit path for the leaf at index in the tree of the given size (RFC 9162 2.1.3.1)."""
+        _require_between(size, 0, self._size, "size")
+        _require_between(index, 0, size - 1, "index")
+        # PATH(m, D[lo:hi]) recurses into the half holding m and appends the other half's hash, so
+        # walking top-down collects the path root-first; reverse it to get the leaf-first order.
+        path: list[bytes] = []
+        lo, hi = 0, size
+        while hi - lo > 1:
+            mid = lo + _split_point(hi - lo)
+            if index < mid:
+                path.append(self.range_hash(mid, hi))
+                hi = mid
+            else:
+                path.append(self.range_hash(lo, mid))
+                lo = mid
+        path.reverse()
+        return path
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """The proof that the tree at size1 is a prefix of the tree at size2 (RFC 9162 2.1.4.1)."""
+        _require_between(size2, 0, self._size, "size2")
+        # RFC 9162 defines no proof from the empty tree: every tree extends it.
+        _require_between(size1, 1, size2, "size1")
+        # SUBPROOF(m, D[lo:hi], b) walked top-down like the inclusion path; `complete` is b.
+        path: list[bytes] = []
+        lo, hi, complete = 0, size2, True
+        while size1 != hi:
+            mid = lo + _split_point(hi - lo)
+            if size1 <= mid:
+                path.append(self.range_hash(mid, hi))
+                hi = mid
+            else:
+                path.append(self.range_hash(lo, mid))
+                lo, complete = mid, False
+        if not complete:
+            path.append(self.range_hash(lo, hi))
+        path.reverse()
+        return path
+
+
+class MerkleLog(_Nodes):
+    """An append-only Merkle tree in memory that answers roots and proofs for any size up to its own.
 
     Every complete (perfect) subtree hash is kept, one packed bytearray per level, so appends cost
     amortised O(1) hashes and any root or proof needs O(log n) lookups plus O(log n) hashes along the
@@ -99,14 +179,6 @@ class MerkleLog:
         self._levels: list[bytearray] = [bytearray()]
         self._size = 0
         self.extend(leaf_hashes)
-
-    @property
-    def size(self) -> int:
-        """The number of leaves appended so far."""
-        return self._size
-
-    def __len__(self) -> int:
-        return self._size
 
     def append(self, leaf: bytes) -> int:
         """Append one leaf hash and return its index."""
@@ -143,64 +215,127 @@ class MerkleLog:
         start = position * HASH_SIZE
         return bytes(self._levels[level][start : start + HASH_SIZE])
 
-    def leaf_hash_at(self, index: int) -> bytes:
-        """The leaf hash stored at index."""
-        _require_between(index, 0, self._size - 1, "index")
-        return self._node(0, index)
-
-    def root(self, size: int | None = None) -> bytes:
-        """The tree head hash at size (default: the current size)."""
-        size = self._size if size is None else size
+    def truncate(self, size: int) -> None:
+        """Forget every leaf from size on (an append that was not recorded after all)."""
         _require_between(size, 0, self._size, "size")
-        return EMPTY_ROOT if size == 0 else self._range_hash(0, size)
+        for level, packed in enumerate(self._levels):
+            del packed[(size >> level) * HASH_SIZE :]
+        self._size = size
 
-    def _range_hash(self, lo: int, hi: int) -> bytes:
-        """The Merkle tree hash of leaves [lo, hi) (non-empty), from cached subtrees where aligned."""
-        count = hi - lo
-        if _is_power_of_two(count) and lo % count == 0:
-            return self._node(count.bit_length() - 1, lo // count)
-        mid = lo + _split_point(count)
-        return node_hash(self._range_hash(lo, mid), self._range_hash(mid, hi))
+    def nodes_completed(self, old_size: int) -> list[tuple[int, int, bytes]]:
+        """(level, position, hash) of every perfect subtree completed since the tree had old_size leaves.
 
-    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """The audit path for the leaf at index in the tree of the given size (RFC 9162 2.1.3.1)."""
-        _require_between(size, 0, self._size, "size")
-        _require_between(index, 0, size - 1, "index")
-        # PATH(m, D[lo:hi]) recurses into the half holding m and appends the other half's hash, so
-        # walking top-down collects the path root-first; reverse it to get the leaf-first order.
-        path: list[bytes] = []
-        lo, hi = 0, size
-        while hi - lo > 1:
-            mid = lo + _split_point(hi - lo)
-            if index < mid:
-                path.append(self._range_hash(mid, hi))
-                hi = mid
-            else:
-                path.append(self._range_hash(lo, mid))
-                lo = mid
-        path.reverse()
-        return path
+        What a store of the tree's nodes appends after the leaves [old_size, size) were added.
+        """
+        _require_between(old_size, 0, self._size, "old_size")
+        found = []
+        for level, packed in enumerate(self._levels):
+            for position in range(old_size >> level, self._size >> level):
+                start = position * HASH_SIZE
+                found.append((level, position, bytes(packed[start : start + HASH_SIZE])))
+        return found
 
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        """The proof that the tree at size1 is a prefix of the tree at size2 (RFC 9162 2.1.4.1)."""
-        _require_between(size2, 0, self._size, "size2")
-        # RFC 9162 defines no proof from the empty tree: every tree extends it.
-        _require_between(size1, 1, size2, "size1")
-        # SUBPROOF(m, D[lo:hi], b) walked top-down like the inclusion path; `complete` is b.
-        path: list[bytes] = []
-        lo, hi, complete = 0, size2, True
-        while size1 != hi:
-            mid = lo + _split_point(hi - lo)
-            if size1 <= mid:
-                path.append(self._range_hash(mid, hi))
-                hi = mid
-            else:
-                path.append(self._range_hash(lo, mid))
-                lo, complete = mid, False
-        if not complete:
-            path.append(self._range_hash(lo, hi))
-        path.reverse()
-        return path
+
+class NodeMap(_Nodes):
+    """A tree of `size` leaves given by the perfect-subtree hashes a proof or root needs (a dict)."""
+
+    def __init__(self, size: int, nodes: dict[tuple[int, int], bytes]) -> None:
+        self._size = size
+        self._nodes = nodes
+
+    def _node(self, level: int, position: int) -> bytes:
+        try:
+            return self._nodes[(level, position)]
+        except KeyError:
+            raise ProofError(f"the tree node at level {level}, position {position} is not stored") from None
+
+
+class _Recorder(_Nodes):
+    """Notes which nodes a computation reads (the walks depend on sizes only, not on hash values)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self.wanted: set[tuple[int, int]] = set()
+
+    def _node(self, level: int, position: int) -> bytes:
+        self.wanted.add((level, position))
+        return EMPTY_ROOT
+
+
+def nodes_for_inclusion(index: int, size: int) -> set[tuple[int, int]]:
+    """The (level, position) of every stored node that the inclusion proof of index at size reads."""
+    recorder = _Recorder(size)
+    recorder.leaf_hash_at(index)
+    recorder.inclusion_proof(index, size)
+    return recorder.wanted
+
+
+def nodes_for_consistency(size1: int, size2: int) -> set[tuple[int, int]]:
+    """The (level, position) of every stored node that a consistency proof (and both roots) reads."""
+    recorder = _Recorder(size2)
+    recorder.consistency_proof(size1, size2)
+    recorder.root(size1)
+    recorder.root(size2)
+    return recorder.wanted
+
+
+def first_difference(ours: _Nodes, theirs: _Nodes, size: int) -> int | None:
+    """The first leaf position below size where two trees differ, by descending into differing subtrees.
+
+    O(log n) subtree comparisons: at each split the left half is entered when its hashes differ,
+    otherwise the right half (which must then differ).
+    """
+    if size == 0 or ours.root(size) == theirs.root(size):
+        return None
+    lo, hi = 0, size
+    while hi - lo > 1:
+        mid = lo + _split_point(hi - lo)
+        if ours.range_hash(lo, mid) != theirs.range_hash(lo, mid):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+class RootBuilder:
+    """RFC 6962 roots of a growing leaf sequence at chosen sizes, keeping only the tree's right edge.
+
+    The verifier's tree: a stack of O(log n) perfect subtrees instead of MerkleLog's every node.
+    """
+
+    def __init__(self, sizes: Iterable[int] = ()) -> None:
+        self.size = 0
+        self.roots: dict[int, bytes] = {}
+        self._stack: list[bytes] = []
+        self._wanted = sorted({size for size in sizes if size > 0}, reverse=True)
+        self._next = self._wanted.pop() if self._wanted else -1
+
+    def extend(self, leaves: Iterable[bytes]) -> None:
+        """Append leaf hashes in order, recording the root at every wanted size."""
+        stack, size, wanted = self._stack, self.size, self._next
+        sha = hashlib.sha256
+        for leaf in leaves:
+            node, n = leaf, size
+            # Each trailing 1 bit of the old size is a perfect subtree that this leaf completes.
+            while n & 1:
+                node = sha(NODE_PREFIX + stack.pop() + node).digest()
+                n >>= 1
+            stack.append(node)
+            size += 1
+            if size == wanted:
+                self.size = size
+                self.roots[size] = self.root()
+                wanted = self._next = self._wanted.pop() if self._wanted else -1
+        self.size = size
+
+    def root(self) -> bytes:
+        """The root at the current size: the perfect subtrees folded from the right."""
+        if not self._stack:
+            return EMPTY_ROOT
+        node = self._stack[-1]
+        for left in reversed(self._stack[:-1]):
+            node = node_hash(left, node)
+        return node
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:

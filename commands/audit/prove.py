@@ -1,25 +1,27 @@
 """Proofs for auditors: an event is in the log (inclusion), a later head extends an earlier one (consistency).
 
-The platform side (`inclusion_proof`, `consistency_proof`) rebuilds the Merkle tree from the store up to
-the head's size and writes RFC 9162 proof documents (`commands.audit.signing`), with the signed head
-and, for inclusion, the event as published so that an auditor can recompute its leaf. The auditor side
-(`check_proof`) trusts nothing but the proof, the head it kept and the platform's public key, plus,
-for inclusion, the event it holds itself.
+The platform side (`inclusion_proof`, `consistency_proof`) reads the O(log n) tree nodes a proof needs
+from the relay's stored tree (`commands.audit.tree`) and writes RFC 9162 proof documents
+(`commands.audit.signing`), with the signed head and, for inclusion, the event as published so that an
+auditor can recompute its leaf. The auditor side (`check_proof`) trusts nothing but the proof, the head
+it kept and the platform's public key, plus, for inclusion, the event it holds itself.
 """
 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from psycopg import sql
 
-from commands.audit.heads import leaf_data
-from commands.audit.merkle import AuditError, MerkleLog, ProofError, leaf_hash
+from commands.audit.codec import StoredHasher, UnreadableEvent
+from commands.audit.headcheck import StoredHead, read_heads
+from commands.audit.heads import leaf_of
+from commands.audit.kafka_source import published_hash
+from commands.audit.merkle import AuditError, ProofError
 from commands.audit.signing import (
     DocumentError,
     InclusionProof,
@@ -30,15 +32,8 @@ from commands.audit.signing import (
     load_public_key,
     parse_proof_document,
 )
-from commands.audit.verify import (
-    LogSource,
-    StoredHasher,
-    StoredHead,
-    UnreadableEvent,
-    published_hash,
-    read_heads,
-    stream_rows,
-)
+from commands.audit.source import LogSource
+from commands.audit.tree import consistency_nodes, inclusion_nodes, leaf_index, stored_leaf_count
 from schemas.registry import REGISTRY, SchemaRegistry
 
 _EVENT_REF = re.compile(r"(?P<agg>[0-9a-fA-F-]{32,36}):(?P<version>\d+)|(?P<nid>\d+)")
@@ -57,20 +52,6 @@ class LoggedEvent:
     version: int
     topic: str
     state: bytes
-
-
-@dataclass
-class Tree:
-    """The Merkle tree of the log's first `size` events, with each leaf's notification id."""
-
-    log: MerkleLog
-    notification_ids: list[int]
-
-    def index_of(self, notification_id: int) -> int | None:
-        """The leaf index of an event, or None when it is not in the tree."""
-        i = bisect_left(self.notification_ids, notification_id)
-        found = i < len(self.notification_ids) and self.notification_ids[i] == notification_id
-        return i if found else None
 
 
 def find_event(source: LogSource, ref: str) -> LoggedEvent:
@@ -95,29 +76,6 @@ def find_event(source: LogSource, ref: str) -> LoggedEvent:
     if row is None:
         raise ProveError(f"no stored event {ref}")
     return LoggedEvent(int(row[0]), row[1], int(row[2]), row[3], bytes(row[4]))
-
-
-def build_tree(
-    source: LogSource, size: int, *, on_progress: Callable[[int], None] | None = None
-) -> Tree:
-    """The Merkle tree of the first `size` stored events, as the relay built it (`leaf_data`)."""
-    hasher = StoredHasher()
-    log, nids = MerkleLog(), []
-    for rows in stream_rows(source):
-        for nid, agg, version, topic, state in rows[: size - log.size]:
-            try:
-                digest, _ = hasher(agg, version, topic, state)
-            except UnreadableEvent:
-                digest = "unreadable"  # a leaf that no head signed: every proof through it fails
-            log.append(leaf_hash(leaf_data(nid, UUID(agg), version, digest)))
-            nids.append(nid)
-        if on_progress is not None:
-            on_progress(len(rows))
-        if log.size >= size:
-            break
-    if log.size < size:
-        raise ProveError(f"the log holds {log.size} events, fewer than the head's {size}")
-    return Tree(log, nids)
 
 
 def pick_head(source: LogSource, size: int | None = None) -> StoredHead:
@@ -169,37 +127,54 @@ def _stored(event: LoggedEvent) -> Any:
     return StoredEvent(event.aggregate_id, event.version, event.topic, event.state)
 
 
-def inclusion_proof(
-    source: LogSource,
-    ref: str,
-    *,
-    head_size: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """The inclusion proof of one event under the latest (or the given) signed head."""
+def inclusion_proof(source: LogSource, ref: str, *, head_size: int | None = None) -> dict[str, Any]:
+    """The inclusion proof of one event under the latest (or the given) signed head.
+
+    The path comes from the relay's stored tree nodes (O(log n) of them, one query); the leaf is
+    recomputed from the event as the store holds it now, so a rewritten event's proof fails to check.
+    """
     event = find_event(source, ref)
     head = pick_head(source, head_size)
-    tree = build_tree(source, head.tree_size, on_progress=on_progress)
-    index = tree.index_of(event.notification_id)
-    if index is None:
-        raise ProveError(
-            f"notification {event.notification_id} is after the head of size {head.tree_size}: "
-            "wait for the next signed head"
-        )
-    path = tree.log.inclusion_proof(index, head.tree_size)
-    doc = inclusion_document(index, head.tree_size, tree.log.leaf_hash_at(index), path)
-    return {**doc, "tree_head": head_document(head), "event": event_document(event)}
+    hasher = StoredHasher()
+    with source.connect() as conn:
+        index = leaf_index(conn, event.notification_id)
+        if index is None or index >= head.tree_size:
+            raise ProveError(
+                f"notification {event.notification_id} is not under the head of size {head.tree_size}: "
+                "wait for the next signed head"
+            )
+        nodes = inclusion_nodes(conn, index, head.tree_size)
+    try:
+        path = nodes.inclusion_proof(index, head.tree_size)
+    except ProofError as exc:
+        raise ProveError(str(exc)) from exc
+    leaf = _current_leaf(event, hasher)
+    doc = inclusion_document(index, head.tree_size, leaf, path)
+    return {**doc, "tree_head": head_document(head), "event": event_document(event, hasher)}
 
 
-def consistency_proof(
-    source: LogSource, old_size: int, new_size: int, *, on_progress: Callable[[int], None] | None = None
-) -> dict[str, Any]:
-    """The proof that the log at `old_size` is a prefix of the log at `new_size`."""
+def _current_leaf(event: LoggedEvent, hasher: StoredHasher) -> bytes:
+    """The leaf of the event as stored now (a leaf no head signed when it no longer decodes)."""
+    try:
+        digest, _ = hasher(str(event.aggregate_id), event.version, event.topic, event.state)
+    except UnreadableEvent:
+        digest = "unreadable"
+    return leaf_of(event.notification_id, event.aggregate_id, event.version, digest)
+
+
+def consistency_proof(source: LogSource, old_size: int, new_size: int) -> dict[str, Any]:
+    """The proof that the log at `old_size` is a prefix of the log at `new_size`, from the stored tree."""
     if not 1 <= old_size <= new_size:
         raise ProveError("a consistency proof needs 1 <= OLD <= NEW")
-    tree = build_tree(source, new_size, on_progress=on_progress)
-    path = tree.log.consistency_proof(old_size, new_size)
-    doc = consistency_document(old_size, new_size, tree.log.root(old_size), path)
+    with source.connect() as conn:
+        if stored_leaf_count(conn) < new_size:
+            raise ProveError(f"the stored tree holds fewer than {new_size} leaves")
+        nodes = consistency_nodes(conn, old_size, new_size)
+    try:
+        path = nodes.consistency_proof(old_size, new_size)
+        doc = consistency_document(old_size, new_size, nodes.root(old_size), path)
+    except ProofError as exc:
+        raise ProveError(str(exc)) from exc
     heads = {head.tree_size: head for head in read_heads(source) if head.signed is not None}
     for name, size in (("first_head", old_size), ("tree_head", new_size)):
         if size in heads:
@@ -230,7 +205,7 @@ def event_leaf(event: Mapping[str, Any], registry: SchemaRegistry = REGISTRY) ->
         digest = str(event.get("event_hash", ""))
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
             raise DocumentError("this event's schema redacts a field: its event_hash is needed")
-    return leaf_hash(leaf_data(nid, parsed.aggregate_id, parsed.version, digest))
+    return leaf_of(nid, parsed.aggregate_id, parsed.version, digest)
 
 
 def _json_bytes(payload: Any) -> bytes:

@@ -29,16 +29,9 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import resolve_topic
 from psycopg import sql
 
-from commands.audit.verify import (
-    LogSource,
-    default_mapper,
-    domain_topics,
-    fast_event_and_hash,
-    read_ahead,
-    read_published,
-    read_topics,
-    stream_rows,
-)
+from commands.audit.codec import default_mapper, fast_event_and_hash
+from commands.audit.kafka_source import domain_topics, read_published, read_topics
+from commands.audit.source import LogSource, read_ahead, stream_rows
 from domain.chain import ChainedAggregate, from_envelope
 from infra.settings import Settings
 from schemas.messages import TOPIC_PREFIX
