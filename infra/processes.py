@@ -68,6 +68,8 @@ def platform_processes(settings: Settings) -> list[PlatformProcess]:
             port=settings.read_api_port,
             health_path="/health",
         ),
+        # Assigned: every activity partition positioned at the offsets committed with the window state.
+        PlatformProcess("trends-job", ("jobs", "run", "trends"), ready_events=("trends.job.assigned",)),
     ]
 
 

@@ -14,6 +14,7 @@ from infra.adapters.postgres import make_pool
 from infra.adapters.search import SearchPort
 from infra.settings import Settings
 from infra.tokens import TokenVerifier
+from read_api import activity_routes, trends_routes
 from read_api.config import ReadApiConfig
 from read_api.consistency import (
     CaughtUp,
@@ -29,6 +30,7 @@ from read_api.errors import install_error_handlers
 from read_api.middleware import IpRateLimiter, RequestMetrics, install_middleware
 from read_api.routes import router
 from read_api.search import ListingSearch
+from read_api.streams import StreamsOptions, open_streams
 
 DESCRIPTION = (
     "Queries over the read models. Pass a command's `position` as `?after=` to read your own writes "
@@ -54,6 +56,7 @@ def create_app(
     embedder: Embedder | None = None,
     end_offsets: EndOffsetSource | None = None,
     caught_up: CaughtUp | None = None,
+    streams: StreamsOptions | None = None,
 ) -> FastAPI:
     """The read API; whatever is not passed is built from settings at startup (and closed at shutdown).
 
@@ -71,12 +74,16 @@ def create_app(
             api.state.limiter = (
                 IpRateLimiter(settings, config.rate_limit, config.rate_limit_prefix) if config.rate_limit else None
             )
+            # Activity producer and trends readers (read_api.streams); `streams` sets topic and key prefixes.
+            api.state.streams = await stack.enter_async_context(open_streams(settings, streams))
             yield
 
     api = FastAPI(title="Bazaar read API", version="1", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(api)
     install_middleware(api, metrics)
     api.include_router(router)
+    api.include_router(activity_routes.router)
+    api.include_router(trends_routes.router)
 
     @api.get("/health", tags=["ops"])
     def health() -> dict[str, str]:
