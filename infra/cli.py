@@ -1,7 +1,8 @@
-"""`bazaar`: the one command-line entry point; each sub-command imports its layer lazily."""
+"""`bazaar`: the one command-line entry point, and the composition root: each sub-command imports its layer lazily."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 
@@ -9,11 +10,51 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+# Typer 0.2x vendors click: a TyperGroup takes and returns its Context and Command, not the click package's.
+from typer import _click
+from typer.core import TyperGroup
+
 from infra.services.base import ServiceState
 from infra.settings import get_settings
 
+# Sub-commands that live in a layer: (module, attribute), imported only when that sub-command runs (or
+# `--help` lists it), so `bazaar up` or `bazaar relay` never imports the other layers.
+LAYER_COMMANDS: dict[str, tuple[str, str]] = {
+    "projections": ("projections.cli", "projections_app"),
+    "audit": ("commands.audit.cli", "audit_app"),
+    "schemas": ("infra.data_teams", "schemas_app"),
+    "topics": ("infra.data_teams", "topics"),
+    "jobs": ("stream_jobs.cli", "jobs_app"),
+    "simulate": ("stream_jobs.simulate", "simulate"),
+}
+
+
+COMPLETION_OPTIONS = ("install_completion", "show_completion")
+
+
+class LayerGroup(TyperGroup):
+    """The `bazaar` group: its own commands plus the layers' ones, each mounted when first asked for."""
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAYER_COMMANDS})
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name not in LAYER_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = LAYER_COMMANDS[cmd_name]
+        target = getattr(importlib.import_module(module), attribute)
+        if not isinstance(target, typer.Typer):  # a plain command function
+            function, target = target, typer.Typer()
+            target.command(cmd_name)(function)
+        command = typer.main.get_command(target)
+        command.name = cmd_name
+        # Shell completion is the root's option, as it was when the layers were mounted with add_typer.
+        command.params = [param for param in command.params if param.name not in COMPLETION_OPTIONS]
+        return command
+
+
 # Plain tracebacks off a terminal: a background process's log stays greppable, its last line the reason.
-app = typer.Typer(help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True,
+app = typer.Typer(cls=LayerGroup, help="Bazaar: event-sourced marketplace platform.", no_args_is_help=True,
                   pretty_exceptions_enable=sys.stderr.isatty())
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
@@ -174,24 +215,10 @@ def demo() -> None:
         raise typer.Exit(1) from error
 
 
-def _mount_layers() -> None:
-    """Sub-command groups of the layers (imported here: this module is the composition root)."""
-    from commands.audit.cli import audit_app
-    from infra.data_teams import schemas_app, topics
-    from projections.cli import projections_app
-
-    app.add_typer(projections_app, name="projections")
-    app.add_typer(audit_app, name="audit")
-    app.add_typer(schemas_app, name="schemas")
-    app.command("topics")(topics)
-
-
 def main() -> None:
     """Console-script entry point."""
     app()
 
-
-_mount_layers()
 
 if __name__ == "__main__":
     main()
