@@ -651,3 +651,143 @@ def test_verify_from_kafka_names_an_altered_message(services: Settings, log: Log
     assert (problem.kind, problem.aggregate_id, problem.version) == ("altered", agg, 2)
     assert problem.where and problem.where.startswith(f"{kafka_prefix}wallet[")
     assert any(p.kind == "root-mismatch" for p in report.problems)
+
+
+# --- against what the auditor kept ----------------------------------------------------------------
+
+
+def keep_heads(log: Log, folder: Path) -> Path:
+    """The heads as a witness keeps them: one JSON file each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in log.kept:
+        (folder / f"{doc['tree_size']:012d}.json").write_text(json.dumps(doc))
+    return folder
+
+
+def trusted(log: Log, folder: Path) -> list[Any]:
+    from commands.audit.headcheck import load_trusted_heads
+
+    return load_trusted_heads(keep_heads(log, folder))
+
+
+def delete_heads_from(log: Log, position: int) -> None:
+    """As a superuser: drop every stored head that covers the event at this position."""
+    log.tamper(sql.SQL("DELETE FROM {} WHERE tree_size > %s").format(
+        sql.Identifier(log.source.schema, "bazaar_audit_heads")), (position,))
+
+
+def from_trusted(report: VerifyReport) -> Problem:
+    found = [p for p in report.problems if p.where == "trusted heads" and p.aggregate_id is not None]
+    assert found, [p.describe() for p in report.problems]
+    return found[0]
+
+
+def test_a_rewritten_last_event_with_its_heads_deleted_is_named_by_the_kept_heads(
+    signed: Log, tmp_path: Path
+) -> None:
+    agg = next(a for a, v in signed.aggregates.items() if "psp-" in signed.state_of(a, max(v)).decode())
+    version = signed.last_version(agg)
+    position = signed.position_of(agg, version)
+    folder = keep_heads(signed, tmp_path / "kept")
+    state = signed.state_of(agg, version)
+    at = state.index(b'"psp-') + 5
+    signed.set_state(agg, version, state[:at] + bytes([state[at] ^ 0x01]) + state[at + 1 :])
+    delete_heads_from(signed, position)
+    assert verify(signed, max_unsigned_age_s=None).ok  # what the issue found: the store alone says nothing
+
+    problem = from_trusted(verify(signed, trusted=trusted(signed, tmp_path / "kept")))
+    assert (problem.kind, problem.aggregate_id, problem.version, problem.position) == (
+        "altered", agg, version, position)
+    assert "subtree comparison" in problem.detail
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64, "--trusted-heads", str(folder))
+    assert result.exit_code == 1 and agg in result.stdout
+    assert "a head the auditor kept is missing from the store" in result.stdout
+
+
+def test_swapped_notification_ids_are_named_by_the_kept_heads(signed: Log, tmp_path: Path) -> None:
+    rows = signed.rows()
+    # Two neighbours of different aggregates: no chain notices their swap, only the tree.
+    i = next(i for i in range(10, len(rows) - 1) if rows[i][1] != rows[i + 1][1])
+    update = sql.SQL("UPDATE {} SET notification_id = %s WHERE notification_id = %s").format(signed.table)
+    with signed.source.connect() as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(update, (-1, rows[i][0]))
+        conn.execute(update, (rows[i][0], rows[i + 1][0]))
+        conn.execute(update, (rows[i + 1][0], -1))
+    problem = from_trusted(verify(signed, trusted=trusted(signed, tmp_path / "kept")))
+    assert (problem.aggregate_id, problem.version, problem.position) == (rows[i + 1][1], rows[i + 1][2], i)
+
+
+@pytest.mark.parametrize("tampering", ["byte", "delete"])
+def test_each_rewrite_fails_against_the_kept_heads_with_exit_1(signed: Log, tmp_path: Path, tampering: str) -> None:
+    agg, version = middle_event(signed)
+    position = signed.position_of(agg, version)
+    if tampering == "byte":
+        state = signed.state_of(agg, version)
+        at = state.index(b'"_data_":"') + 13
+        signed.set_state(agg, version, state[:at] + bytes([state[at] ^ 0x01]) + state[at + 1 :])
+    else:
+        signed.tamper(sql.SQL("DELETE FROM {} WHERE originator_id = %s AND originator_version = %s").format(
+            signed.table), (UUID(agg), version))
+    report = verify(signed, trusted=trusted(signed, tmp_path / "kept"))
+    if tampering == "byte":
+        assert (first(report).kind, first(report).aggregate_id, first(report).version, first(report).position) == (
+            "altered", agg, version, position)
+    else:
+        assert ("missing", agg, version) in {(p.kind, p.aggregate_id, p.version) for p in report.problems}
+        # The kept heads place the first differing leaf where the deleted event was.
+        assert from_trusted(report).position == position
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64, "--trusted-heads", str(tmp_path / "kept"))
+    assert result.exit_code == 1 and agg in result.stdout
+
+
+def test_a_rewritten_head_row_is_caught(signed: Log, tmp_path: Path) -> None:
+    heads = sql.Identifier(signed.source.schema, "bazaar_audit_heads")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the trigger refuses it to anyone not bypassing it
+        with signed.source.connect() as conn:
+            conn.execute(sql.SQL("DELETE FROM {}").format(heads))
+    size = signed.count()
+    other_root = sign_tree_head(KEY, make_tree_head(KEY.public_key(), size, b"\x07" * 32, 1)).to_dict()
+    signed.tamper(sql.SQL("UPDATE {} SET head = %s WHERE tree_size = %s").format(heads),
+                  (json.dumps({**other_root, "signature": signed.kept[-1]["signature"]}), size))
+    report = verify(signed, trusted=trusted(signed, tmp_path / "kept"))
+    kinds = {(p.kind, p.head_size) for p in report.problems}
+    assert ("bad-signature", size) in kinds and ("head-mismatch", size) in kinds
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64, "--trusted-heads", str(tmp_path / "kept"))
+    assert result.exit_code == 1 and "differs from the store's" in result.stdout
+
+
+def forge_append(log: Log, age_s: float) -> tuple[str, int]:
+    """As a superuser: append a forged next event to an aggregate, with a valid prev_hash, dated age_s ago."""
+    agg = next(a for a, v in log.aggregates.items() if "psp-" in log.state_of(a, max(v)).decode())
+    version = log.last_version(agg)
+    hasher = StoredHasher()
+    rows = {(r[1], r[2]): r for r in log.rows()}
+    _, _, _, topic, state = rows[(agg, version)]
+    digest, _ = hasher(agg, version, topic, state)
+    doc = json.loads(state)
+    doc["prev_hash"] = digest
+    doc["reference"] = "psp-forged"
+    doc["timestamp"]["_data_"] = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat()
+    log.tamper(sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)")
+               .format(log.table), (UUID(agg), version + 1, topic, json.dumps(doc).encode()))
+    return agg, version + 1
+
+
+def test_a_forged_append_after_the_latest_head_fails_once_older_than_the_signing_interval(signed: Log) -> None:
+    agg, version = forge_append(signed, age_s=60)
+    report = verify(signed)
+    problem = first(report)
+    assert (problem.kind, problem.aggregate_id, problem.version, problem.position) == (
+        "unsigned-tail", agg, version, signed.count() - 1)
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64)
+    assert result.exit_code == 1 and "unsigned-tail" in result.stdout
+    accepted = cli(signed, "verify", "--public-key", PUBLIC_B64, "--allow-unsigned-tail")
+    assert accepted.exit_code == 0 and "--allow-unsigned-tail" in accepted.stdout
+
+
+def test_a_fresh_unsigned_event_is_within_the_grace(signed: Log) -> None:
+    forge_append(signed, age_s=1)
+    report = verify(signed)
+    assert report.ok, [p.describe() for p in report.problems]
+    assert report.unsigned_tail == 1
