@@ -791,3 +791,80 @@ def test_a_fresh_unsigned_event_is_within_the_grace(signed: Log) -> None:
     report = verify(signed)
     assert report.ok, [p.describe() for p in report.problems]
     assert report.unsigned_tail == 1
+
+
+def publish_heads(settings: Settings, docs: list[dict[str, Any]], prefix: str) -> None:
+    from infra.adapters.kafka import make_producer
+
+    producer = make_producer(settings, client_id="audit-test-heads")
+    try:
+        for doc in docs:
+            producer.send(f"{prefix}audit.checkpoints", value=json.dumps(doc).encode())
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def test_deleted_checkpoint_messages_and_deleted_head_rows_are_caught(
+    services: Settings, signed: Log, kafka_prefix: str
+) -> None:
+    from kafka.admin import NewTopic
+
+    from commands.audit.kafka_source import read_checkpoints
+    from infra.adapters.kafka import make_admin
+
+    publish_heads(services, signed.kept, kafka_prefix)
+    assert verify(signed, published=read_checkpoints(services, kafka_prefix)).ok
+    # The topic's latest messages deleted (a topic cannot drop its tail: recreate it without them).
+    topic = f"{kafka_prefix}audit.checkpoints"
+    admin = make_admin(services)
+    try:
+        admin.delete_topics([topic])
+        for attempt in range(40):
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])
+                break
+            except Exception:  # noqa: BLE001 - the deletion is still under way
+                time.sleep(0.25 * (attempt + 1))
+    finally:
+        admin.close()
+    publish_heads(services, signed.kept[:-2], kafka_prefix)
+    report = verify(signed, published=read_checkpoints(services, kafka_prefix))
+    gone = {p.head_size for p in report.problems if p.kind == "head-mismatch"}
+    assert gone == {doc["tree_size"] for doc in signed.kept[-2:]}
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64, "--topic-prefix", kafka_prefix)
+    assert result.exit_code == 1 and "missing from the checkpoints topic" in result.stdout
+    # A head row deleted from the store while the topic keeps it.
+    delete_heads_from(signed, signed.kept[0]["tree_size"])
+    report = verify(signed, published=read_checkpoints(services, kafka_prefix))
+    assert "a head on the checkpoints topic is missing from the store (its row was deleted)" in {
+        p.detail for p in report.problems}
+
+
+def test_cross_check_names_the_event_that_differs_from_kafka(
+    services: Settings, signed: Log, kafka_prefix: str, tmp_path: Path
+) -> None:
+    from commands.audit.kafka_source import published_leaves
+
+    publish(services, signed, kafka_prefix)
+    assert verify(signed, kafka_leaves=published_leaves(services, kafka_prefix)).ok
+    # The last event of an aggregate rewritten, its heads and the stored tree deleted: only Kafka and the
+    # kept heads remain, and together they name the event.
+    agg = next(a for a, v in signed.aggregates.items() if "psp-" in signed.state_of(a, max(v)).decode())
+    version = signed.last_version(agg)
+    position = signed.position_of(agg, version)
+    state = signed.state_of(agg, version)
+    at = state.index(b'"psp-') + 5
+    signed.set_state(agg, version, state[:at] + bytes([state[at] ^ 0x01]) + state[at + 1 :])
+    delete_heads_from(signed, position)
+    signed.tamper(sql.SQL("DELETE FROM {}").format(sql.Identifier(signed.source.schema, "bazaar_audit_tree")))
+    leaves = published_leaves(services, kafka_prefix)
+    report = verify(signed, kafka_leaves=leaves, trusted=trusted(signed, tmp_path / "kept"))
+    crossed = [p for p in report.problems if p.kind == "kafka-mismatch"]
+    assert [(p.aggregate_id, p.version, p.position) for p in crossed] == [(agg, version, position)]
+    located = from_trusted(report)
+    assert (located.aggregate_id, located.version, located.position) == (agg, version, position)
+    assert "Kafka's copy" in located.detail
+    result = cli(signed, "verify", "--public-key", PUBLIC_B64, "--topic-prefix", kafka_prefix, "--no-checkpoints",
+                 "--cross-check")
+    assert result.exit_code == 1 and "kafka-mismatch" in result.stdout and agg in result.stdout
