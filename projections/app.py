@@ -1,5 +1,7 @@
 """The live projections as one Faust app: an agent per projection reading its domain topics in batches.
 
+Each batch goes through the same `Projector.apply_batch` as catch-up and rebuild (projections/engine.py).
+
 PostgreSQL checkpoints are the truth, not Faust's consumer-group offsets: on every assignment the consumer
 seeks each partition to the lowest next offset any projection stored for it, and each projector skips the
 records it already applied. The group id is unique per worker start, so a restart never waits for a dead
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -19,8 +21,14 @@ import structlog
 from faust.types import TP
 
 from infra.adapters.kafka import bootstrap_servers
-from projections.core import Projection, Projector, Record, set_status
-from projections.runner import DeadLetterSink, KafkaSource, ProjectionConfig, make_projections, open_projector
+from projections.catch_up import open_projector
+from projections.checkpoints import set_status
+from projections.config import ProjectionConfig
+from projections.core import Projection, Record
+from projections.dead_letters import DeadLetterSink
+from projections.engine import Projector
+from projections.registry import make_projections
+from projections.source import to_record, topic_partitions
 
 log = structlog.get_logger(__name__)
 
@@ -35,11 +43,8 @@ class LiveProjection:
         self.config = config
         self.projection = projection
         self.topics = projection.topics(config.topic_prefix)
-        source = KafkaSource(config.settings, self.topics)
-        try:
-            self.projector: Projector = open_projector(config, projection, source)
-        finally:
-            source.close()
+        partitions = topic_partitions(config.settings, self.topics)
+        self.projector: Projector = open_projector(config, projection, partitions)
         self.sink = DeadLetterSink(config.settings, config.dlq_topic)
         self.projector.on_dead = self.sink
         # Agent batches, heartbeats and seeks run in worker threads and share the one connection.
@@ -62,14 +67,6 @@ class LiveProjection:
         self.heartbeat("stopped")
         self.sink.close()
         self.projector.conn.close()
-
-
-def to_record(message: Any) -> Record:
-    raw = message.headers or ()
-    items = raw.items() if isinstance(raw, Mapping) else raw
-    headers = tuple((str(k), bytes(v) if v is not None else b"") for k, v in items)
-    return Record(message.topic, message.partition, message.offset, message.key, message.value or b"",
-                  headers, int((message.timestamp or 0) * 1000))
 
 
 def build_app(config: ProjectionConfig) -> tuple[faust.App, list[LiveProjection]]:
@@ -102,7 +99,9 @@ def _add_agent(app: faust.App, live: LiveProjection, batch_size: int) -> None:
 
     async def project(stream: faust.StreamT[bytes]) -> None:
         async for events in stream.take_events(batch_size, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
-            records = [to_record(event.message) for event in events]
+            # Faust's timestamps are seconds; Records keep milliseconds.
+            records = [to_record(event.message, timestamp_ms=(event.message.timestamp or 0) * 1000)
+                       for event in events]
             # psycopg is synchronous: the batch runs in a thread so other agents keep consuming.
             await asyncio.to_thread(live.apply, records)
 

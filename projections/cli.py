@@ -1,11 +1,9 @@
-"""`bazaar projections status|rebuild NAME` and `run_projections`, the live consumers until SIGTERM."""
+"""`bazaar projections status|rebuild NAME` and `run_projections`, the live Faust consumers until SIGTERM."""
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from typing import Any, Literal
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -13,11 +11,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from infra.settings import Settings, get_settings
-from projections.runner import BATCH_SIZE, ProjectionConfig, projection_names, rebuild, run_projections_threads, status
-from projections.search import DEFAULT_ALIAS
-from schemas.messages import TOPIC_PREFIX
+from projections.config import BATCH_SIZE, ProjectionConfig
+from projections.rebuild import rebuild
+from projections.registry import projection_names
+from projections.status import status
+from schemas.names import SEARCH_ALIAS as DEFAULT_ALIAS
+from schemas.names import TOPIC_PREFIX
 
-Engine = Literal["faust", "kafka"]
 projections_app = typer.Typer(help="Read-model projections: status and zero-downtime rebuilds.",
                               no_args_is_help=True)
 console = Console(stderr=True)
@@ -30,23 +30,12 @@ def run_projections(
     schema: str = "public",
     index_alias: str = DEFAULT_ALIAS,
     batch_size: int = BATCH_SIZE,
-    engine: Engine = "faust",
     names: tuple[str, ...] = (),
 ) -> None:
-    """Run every live projection until SIGTERM/SIGINT: Faust agents, or kafka-python threads."""
-    config = ProjectionConfig(settings, topic_prefix, schema, index_alias, batch_size, names)
-    if engine == "faust":
-        from projections.app import run_worker
+    """Run every live projection (one Faust agent each) until SIGTERM/SIGINT."""
+    from projections.app import run_worker
 
-        run_worker(config)
-        return
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    threads = run_projections_threads(config, stop)
-    stop.wait()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_worker(ProjectionConfig(settings, topic_prefix, schema, index_alias, batch_size, names))
 
 
 def _config(schema: str, topic_prefix: str, index_alias: str) -> ProjectionConfig:

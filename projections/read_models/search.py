@@ -14,11 +14,12 @@ from typing import Any, ClassVar
 import psycopg
 
 from infra.adapters.search import DocWrite, SearchPort
-from projections.core import Handler, Projection, Tables
-from projections.models import LISTINGS_DDL, listing_handlers
+from projections.core import Handlers, Projection, Tables
+from projections.read_models.listings import LISTINGS_DDL, listing_handlers
 from schemas.base import EventSchema
+from schemas.names import SEARCH_ALIAS
 
-DEFAULT_ALIAS = "bazaar-listings"
+DEFAULT_ALIAS = SEARCH_ALIAS
 STATE_TABLE = "rm_search_listings"
 
 MAPPINGS: Mapping[str, Any] = {
@@ -85,16 +86,13 @@ class SearchProjection(Projection):
     """Listing documents in the search index; `target` is the alias (live) or the new index (rebuild)."""
 
     name: ClassVar[str] = "search"
-    aggregates: ClassVar[tuple[str, ...]] = ("listing",)
     tables: ClassVar[Mapping[str, str]] = {STATE_TABLE: LISTINGS_DDL}
+    handlers: ClassVar[Handlers] = listing_handlers(STATE_TABLE)
 
     def __init__(self, port: SearchPort, alias: str = DEFAULT_ALIAS) -> None:
         self.port = port
         self.alias = alias
         self.target = alias
-
-    def handlers(self) -> Mapping[str, Handler]:
-        return listing_handlers(STATE_TABLE)
 
     def after_batch(self, cur: psycopg.Cursor[Any], tables: Tables, events: Sequence[EventSchema]) -> None:
         ids = list({event.aggregate_id for event in events})
