@@ -57,6 +57,10 @@ class Settings(BaseSettings):
 
     command_api_port: int = 8000
     read_api_port: int = 8001
+    # Read-your-writes: a read with `?after=` waits at most this long (then 408); Kafka end offsets are
+    # fetched at most once per TTL while reads wait.
+    read_after_timeout_s: float = 5.0
+    read_end_offsets_ttl_s: float = 0.1
     # Trend job (stream_jobs): event-time lateness allowed past the watermark, how long a caught-up
     # partition stays quiet before it stops holding the watermark back, records per poll, ranking expiry.
     trends_allowed_lateness_s: int = 60

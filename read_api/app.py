@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -16,14 +17,7 @@ from infra.settings import Settings
 from infra.tokens import TokenVerifier
 from read_api import activity_routes, trends_routes
 from read_api.config import ReadApiConfig
-from read_api.consistency import (
-    CaughtUp,
-    EndOffsetSource,
-    KafkaEndOffsets,
-    LogWatermark,
-    Waiter,
-    projections_caught_up,
-)
+from read_api.consistency import EndOffsetSource, KafkaEndOffsets, LogWatermark, ProjectionTopics, Waiter
 from read_api.deps import ReadContext
 from read_api.embedding import Embedder, MiniLmEmbedder
 from read_api.errors import install_error_handlers
@@ -50,27 +44,28 @@ def make_read_pool(settings: Settings, config: ReadApiConfig) -> ConnectionPool:
 def create_app(
     settings: Settings,
     *,
+    projection_topics: ProjectionTopics,
     config: ReadApiConfig | None = None,
     pool: ConnectionPool | None = None,
     search_port: SearchPort | None = None,
     embedder: Embedder | None = None,
     end_offsets: EndOffsetSource | None = None,
-    caught_up: CaughtUp | None = None,
     streams: StreamsOptions | None = None,
 ) -> FastAPI:
     """The read API; whatever is not passed is built from settings at startup (and closed at shutdown).
 
-    `caught_up` decides `?after=`: projections/watermark.py's when it exists, else the contract's rule
-    here (read_api.consistency) over `end_offsets` (Kafka unless given).
+    `?after=` is decided by read_api.consistency over `projection_topics` (each projection's topics, handed
+    in by the composition root from the projections' registry) and `end_offsets` (Kafka unless given).
     """
-    config = config or ReadApiConfig.from_settings(settings)
+    config = config or replace(ReadApiConfig.from_settings(settings), after_timeout_s=settings.read_after_timeout_s,
+                               end_offsets_ttl_s=settings.read_end_offsets_ttl_s)
     metrics = RequestMetrics()
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             api.state.reads = _context(settings, config, stack, pool, search_port, embedder, end_offsets,
-                                       caught_up)
+                                       projection_topics)
             api.state.limiter = (
                 IpRateLimiter(settings, config.rate_limit, config.rate_limit_prefix) if config.rate_limit else None
             )
@@ -106,7 +101,7 @@ def _context(
     search_port: SearchPort | None,
     embedder: Embedder | None,
     end_offsets: EndOffsetSource | None,
-    caught_up: CaughtUp | None,
+    projection_topics: ProjectionTopics,
 ) -> ReadContext:
     """Build what was not given; register what we built for closing."""
     if pool is None:
@@ -116,8 +111,7 @@ def _context(
         kafka = KafkaEndOffsets(settings)
         stack.callback(kafka.close)
         end_offsets = kafka
-    watermark = LogWatermark(end_offsets, ttl_s=config.end_offsets_ttl_s)
-    rule = caught_up or projections_caught_up() or watermark.caught_up
+    rule = LogWatermark(end_offsets, projection_topics, ttl_s=config.end_offsets_ttl_s)
     search = ListingSearch(
         port=search_port or SearchPort.from_settings(settings),
         alias=config.search_alias,
@@ -129,5 +123,5 @@ def _context(
         pool=pool,
         search=search,
         tokens=TokenVerifier.from_settings(settings),
-        waiter=Waiter(rule, watermark.current, config.after_timeout_s, config.after_poll_s),
+        waiter=Waiter(rule, config.after_timeout_s, config.after_poll_s),
     )

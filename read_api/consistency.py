@@ -1,16 +1,18 @@
-"""Read-your-writes: has a projection applied every event up to a log position? (docs/READ_MODELS.md)
+"""Read-your-writes, the platform's one rule: has a projection applied every event up to a log position?
 
 A projection has applied position P when the relay has published P and, for each partition of the
 projection's topics, either the partition is fully consumed or its `last_notification_id` >= P.
 "Fully consumed" compares the checkpoint's `next_offset` with the partition's Kafka end offset, and those
 end offsets must have been read after the relay was seen at P or beyond: older ones may not contain P yet.
+A position the projection dead-lettered is applied but not reflected: the read is refused, not served stale.
+The projection -> topics map comes from the composition root (read_api/ does not import projections/).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,35 +22,26 @@ from kafka import KafkaConsumer, TopicPartition
 
 from infra.adapters.kafka import bootstrap_servers
 from infra.settings import Settings
-from read_api.errors import NotCaughtUp
-from schemas.messages import TOPIC_PREFIX
+from read_api.errors import NotCaughtUp, ReadError
+from schemas.names import PROJECTION_CHECKPOINTS_TABLE, RELAY_NAME, RELAY_POSITIONS_TABLE
 
 log = structlog.get_logger(__name__)
 
-RELAY_NAME = "main"
+# Written by projections/checkpoints.py in the transaction that advances the checkpoint past the position.
+DEAD_LETTERS_TABLE = "projection_dead_letters"
 # A broker slower than this leaves the position "not known yet": reads keep polling within their own bound.
 END_OFFSETS_TIMEOUT_MS = 2_000
 TopicPart = tuple[str, int]
 Conn = psycopg.Connection[Any]
-CaughtUp = Callable[[Conn, str, int], bool]
-
-# Projection names as projections/ stores them in projection_checkpoints, and the aggregates they consume.
-PROJECTION_AGGREGATES: Mapping[str, tuple[str, ...]] = {
-    "listings": ("listing",),
-    "search": ("listing",),
-    "vectors": ("listing",),
-    "orders": ("order",),
-    "wallets": ("wallet",),
-    "dashboard": ("listing", "order"),
-    "licences": ("licence",),
-    "trust": ("trust",),
-}
+# Projection name (as in projection_checkpoints) -> the topics it consumes.
+ProjectionTopics = Mapping[str, tuple[str, ...]]
 
 
-def projection_topics(prefix: str = TOPIC_PREFIX) -> dict[str, tuple[str, ...]]:
-    """Each projection's topics under a topic prefix (`bazaar.` in production)."""
-    return {name: tuple(f"{prefix}{aggregate}" for aggregate in aggregates)
-            for name, aggregates in PROJECTION_AGGREGATES.items()}
+class PositionDeadLettered(ReadError):
+    """`?after=` names a position the projection serving the read could not apply (it went to the DLQ)."""
+
+    status = 409
+    code = "read.position_dead_lettered"
 
 
 @dataclass(frozen=True)
@@ -129,10 +122,10 @@ class KafkaEndOffsets:
 class LogWatermark:
     """The contract's rule over projection_checkpoints, bazaar_relay_positions and Kafka end offsets."""
 
-    def __init__(self, source: EndOffsetSource, topics: Mapping[str, tuple[str, ...]] | None = None,
-                 relay_name: str = RELAY_NAME, ttl_s: float = 0.1) -> None:
+    def __init__(self, source: EndOffsetSource, topics: ProjectionTopics, relay_name: str = RELAY_NAME,
+                 ttl_s: float = 0.1) -> None:
         self._source = source
-        self._topics = topics if topics is not None else projection_topics()
+        self._topics = topics
         self._relay_name = relay_name
         self._ttl_s = ttl_s
         self._cache: dict[tuple[str, ...], EndOffsets] = {}
@@ -147,6 +140,18 @@ class LogWatermark:
         if ends is None:
             return False
         return is_caught_up(position, relay, ends.offsets, checkpoints(conn, projection))
+
+    def dead_letter(self, conn: Conn, projection: str, position: int) -> str | None:
+        """Why the projection could not apply `position`, when it dead-lettered it."""
+        try:
+            row = conn.execute(
+                f"SELECT reason FROM {DEAD_LETTERS_TABLE} WHERE projection = %s AND notification_id = %s LIMIT 1",
+                (projection, position),
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:  # projections that never ran dead-lettered nothing
+            _rollback_if_needed(conn)
+            return None
+        return str(row[0]) if row else None
 
     def current(self, conn: Conn, projection: str) -> dict[str, Any]:
         """The projection's watermark and the relay position, for a 408's details."""
@@ -186,7 +191,7 @@ def relay_position(conn: Conn, name: str = RELAY_NAME) -> int:
     """The last notification id the relay has published (0 before the relay first ran)."""
     try:
         row = conn.execute(
-            "SELECT notification_id FROM bazaar_relay_positions WHERE name = %s", (name,)
+            f"SELECT notification_id FROM {RELAY_POSITIONS_TABLE} WHERE name = %s", (name,)
         ).fetchone()
     except psycopg.errors.UndefinedTable:
         _rollback_if_needed(conn)
@@ -197,7 +202,7 @@ def relay_position(conn: Conn, name: str = RELAY_NAME) -> int:
 def checkpoints(conn: Conn, projection: str) -> dict[TopicPart, Checkpoint]:
     """Per-partition progress of one projection."""
     rows = conn.execute(
-        "SELECT topic, partition, next_offset, last_notification_id FROM projection_checkpoints"
+        f"SELECT topic, partition, next_offset, last_notification_id FROM {PROJECTION_CHECKPOINTS_TABLE}"
         " WHERE projection = %s",
         (projection,),
     ).fetchall()
@@ -209,23 +214,12 @@ def _rollback_if_needed(conn: Conn) -> None:
         conn.rollback()
 
 
-def projections_caught_up() -> CaughtUp | None:
-    """projections/watermark.py's `caught_up` when that module exists: the projections own the rule."""
-    try:
-        from projections.watermark import caught_up
-    except ImportError:
-        return None
-    found: CaughtUp = caught_up
-    return found
-
-
 class Waiter:
-    """Blocks a read until its projection reaches `?after=`, or raises NotCaughtUp after the limit."""
+    """Blocks a read until its projection reaches `?after=`: NotCaughtUp after the limit, and
+    PositionDeadLettered when the projection reached it without applying it."""
 
-    def __init__(self, caught_up: CaughtUp, describe: Callable[[Conn, str], dict[str, Any]],
-                 timeout_s: float, poll_s: float) -> None:
-        self._caught_up = caught_up
-        self._describe = describe
+    def __init__(self, rule: LogWatermark, timeout_s: float, poll_s: float) -> None:
+        self._rule = rule
         self._timeout_s = timeout_s
         self._poll_s = poll_s
 
@@ -235,8 +229,14 @@ class Waiter:
             return
         deadline = time.monotonic() + self._timeout_s
         for projection in projections:
-            while not self._caught_up(conn, projection, position):
+            while not self._rule.caught_up(conn, projection, position):
                 if time.monotonic() >= deadline:
-                    details = {**self._describe(conn, projection), "after": position}
+                    details = {**self._rule.current(conn, projection), "after": position}
                     raise NotCaughtUp(f"{projection} has not applied position {position} yet; retry", details)
                 time.sleep(self._poll_s)
+            reason = self._rule.dead_letter(conn, projection, position)
+            if reason is not None:
+                raise PositionDeadLettered(
+                    f"{projection} could not apply position {position} (dead-lettered): this read would be stale",
+                    {"projection": projection, "after": position, "reason": reason},
+                )

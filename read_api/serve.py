@@ -7,10 +7,12 @@ import uvicorn
 from infra.logging import configure_logging
 from infra.settings import Settings
 from read_api.app import create_app
+from read_api.consistency import ProjectionTopics
 
 
-def serve(settings: Settings, port: int | None = None) -> None:
-    """Serve until interrupted (`bazaar serve-reads`)."""
+def serve(settings: Settings, projection_topics: ProjectionTopics, port: int | None = None) -> None:
+    """Serve until interrupted (`bazaar serve-reads`, which hands in the projections' topics)."""
     configure_logging()
-    uvicorn.run(create_app(settings), host=settings.bind_host, port=port or settings.read_api_port,
-                log_level="warning", access_log=False)
+    app = create_app(settings, projection_topics=projection_topics)
+    uvicorn.run(app, host=settings.bind_host, port=port or settings.read_api_port, log_level="warning",
+                access_log=False)

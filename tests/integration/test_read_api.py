@@ -1,7 +1,7 @@
 """The read API on the real PostgreSQL, OpenSearch and Redis, in an isolated schema and index of its own.
 
-The read tables are created with the projections' own DDL (projections.models), the index with the
-projections' mappings (projections.search), so the queries here are checked against the real contract.
+The read tables are created with the projections' own DDL (projections/read_models/), the index with the
+projections' mappings (projections.read_models.search), so the queries here are checked against the real contract.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from commands.auth import TokenService, jwt_secret
 from commands.relay import POSITIONS_DDL
 from infra.adapters.search import DocWrite, SearchPort
 from infra.settings import Settings
-from projections import models as rm
-from projections.core import CHECKPOINTS_DDL
-from projections.search import INDEX_SETTINGS, MAPPINGS
+from projections.checkpoints import CHECKPOINTS_DDL
+from projections.read_models.search import INDEX_SETTINGS, MAPPINGS, SearchProjection
+from projections.registry import PROJECTIONS, projection_topics
 from read_api import embedding as embedding_module
 from read_api.app import create_app
 from read_api.config import ReadApiConfig
-from read_api.consistency import LogWatermark, TopicPart, projection_topics
+from read_api.consistency import LogWatermark, TopicPart
 from read_api.embedding import EmbedderUnavailable, MiniLmEmbedder
 from read_api.queries.licence_check import decide
 from read_api.search import PRICE_BANDS, reciprocal_rank_fusion
@@ -45,10 +45,8 @@ DIM = 384
 PARTITIONS = 3
 END_OFFSET = 5
 AFTER_TIMEOUT_S = 0.6
-READ_PROJECTIONS = (
-    rm.ListingsProjection, rm.OrdersProjection, rm.WalletsProjection, rm.DashboardProjection,
-    rm.LicencesProjection, rm.TrustProjection, rm.VectorsProjection,
-)
+READ_PROJECTIONS = tuple(cls for cls in PROJECTIONS if cls is not SearchProjection)
+TOPICS = projection_topics()
 
 
 def uid() -> uuid.UUID:
@@ -216,8 +214,8 @@ def seeded(db: psycopg.Connection[Any], embedder: MiniLmEmbedder, semantic_reaso
 def client(settings: Settings, schema: str, alias: str, embedder: MiniLmEmbedder, seeded: None) -> Iterator[TestClient]:
     config = ReadApiConfig(pg_schema=schema, search_alias=alias, after_timeout_s=AFTER_TIMEOUT_S,
                            rate_limit="10000/second", rate_limit_prefix=f"rtest-{schema}")
-    app = create_app(settings, config=config, embedder=embedder, end_offsets=FixedEndOffsets(),
-                     caught_up=LogWatermark(FixedEndOffsets()).caught_up)
+    app = create_app(settings, projection_topics=TOPICS, config=config, embedder=embedder,
+                     end_offsets=FixedEndOffsets())
     with TestClient(app) as test_client:
         yield test_client
 
@@ -279,7 +277,7 @@ def set_progress(conn: psycopg.Connection[Any], projection: str, relay: int,
         "INSERT INTO bazaar_relay_positions (name, notification_id) VALUES ('main', %s)"
         " ON CONFLICT (name) DO UPDATE SET notification_id = EXCLUDED.notification_id", (relay,)
     )
-    for topic in projection_topics()[projection]:
+    for topic in TOPICS[projection]:
         for partition, (next_offset, last_id) in partitions.items():
             conn.execute(
                 "INSERT INTO projection_checkpoints (projection, topic, partition, next_offset, last_notification_id)"
@@ -461,7 +459,8 @@ def test_semantic_answers_503_when_the_model_cannot_load(settings: Settings, sch
     """What a process without the model's packages answers: a clear 503, never a made-up vector."""
     monkeypatch.setitem(embedding_module.REQUIRED_MODULES, "bazaar_absent_module", "bazaar-absent-package")
     config = ReadApiConfig(pg_schema=schema, search_alias=alias, rate_limit=None)
-    app = create_app(settings, config=config, embedder=MiniLmEmbedder(), end_offsets=FixedEndOffsets())
+    app = create_app(settings, projection_topics=TOPICS, config=config, embedder=MiniLmEmbedder(),
+                     end_offsets=FixedEndOffsets())
     with TestClient(app) as bare:
         for mode in ("semantic", "hybrid"):
             response = bare.get("/v1/listings/search", params={"q": "camera", "mode": mode})
@@ -667,11 +666,11 @@ def test_after_waits_then_answers(client: TestClient, db: psycopg.Connection[Any
 
 def test_after_with_the_default_rule_and_real_kafka(settings: Settings, schema: str, alias: str,
                                                     db: psycopg.Connection[Any], seeded: None) -> None:
-    """Kafka's own end offsets (or projections/watermark.py when present): caught up and not caught up."""
+    """Kafka's own end offsets: caught up and not caught up."""
     require_services(settings, "kafka")
     set_progress(db, "trust", relay=1_000_000, partitions={p: (0, 1_000_000) for p in range(PARTITIONS)})
     config = ReadApiConfig(pg_schema=schema, search_alias=alias, after_timeout_s=AFTER_TIMEOUT_S, rate_limit=None)
-    with TestClient(create_app(settings, config=config)) as real:
+    with TestClient(create_app(settings, projection_topics=TOPICS, config=config)) as real:
         assert real.get(f"/v1/users/{SELLER}/trust", params={"after": 1_000_000}).status_code == 200
         response = real.get(f"/v1/users/{SELLER}/trust", params={"after": 1_000_001})
         assert response.status_code == 408 and error_code(response) == "read.not_caught_up"
@@ -691,7 +690,7 @@ def test_end_offsets_are_reused_only_when_read_after_the_relay_passed_the_positi
     db: psycopg.Connection[Any], seeded: None
 ) -> None:
     source = CountingEndOffsets()
-    watermark = LogWatermark(source, ttl_s=0.2)
+    watermark = LogWatermark(source, TOPICS, ttl_s=0.2)
     set_progress(db, "wallets", relay=500, partitions={p: (END_OFFSET, 0) for p in range(PARTITIONS)})
     assert watermark.caught_up(db, "wallets", 500) and source.calls == 1
     assert watermark.caught_up(db, "wallets", 400) and source.calls == 1  # read after the relay passed 400
@@ -708,7 +707,8 @@ def test_end_offsets_are_reused_only_when_read_after_the_relay_passed_the_positi
 def test_rate_limit_per_client(settings: Settings, schema: str, alias: str, seeded: None) -> None:
     config = ReadApiConfig(pg_schema=schema, search_alias=alias, rate_limit="3/minute",
                            rate_limit_prefix=f"rtest-{uuid.uuid4().hex}")
-    with TestClient(create_app(settings, config=config, end_offsets=FixedEndOffsets())) as limited:
+    with TestClient(create_app(settings, projection_topics=TOPICS, config=config,
+                               end_offsets=FixedEndOffsets())) as limited:
         statuses = [limited.get(f"/v1/users/{SELLER}/trust").status_code for _ in range(4)]
         assert statuses == [200, 200, 200, 429]
         response = limited.get(f"/v1/users/{SELLER}/trust")
