@@ -1,0 +1,1 @@
+"""The read models: one module each, declaring its tables and its handlers keyed by event schema class."""
