@@ -1,468 +1,69 @@
 """Projections on the real services: every read model equals a pure fold over the published events.
 
-Each run publishes a scripted marketplace to its own topics (`t<hex>.bazaar.*`), projects into its own
-PostgreSQL schema and search alias, and drops all three at the end: the live `rm_*` tables are never touched.
+The world (tests/integration/projection_world.py) publishes a scripted marketplace to topics of its own and
+projects into schemas and aliases of its own; live consumption runs the Faust worker in a child process.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
-from psycopg.rows import dict_row
+from fastapi.testclient import TestClient
 
-from commands.messages import to_message
-from domain import escrow
-from domain.licence import Licence
+from commands.relay import POSITIONS_DDL
 from domain.listing import Listing
 from domain.money import Money
-from domain.trust import TrustScore
-from domain.wallet import PLATFORM_OWNER_ID, Wallet
-from infra.adapters.kafka import make_admin, make_producer
-from infra.adapters.search import SearchPort
 from infra.settings import Settings
-from infra.topics import DOMAIN_AGGREGATES
-from projections.runner import ProjectionConfig, catch_up, projection_names, rebuild, status
-from projections.watermark import caught_up as projection_caught_up
-from schemas.base import EventSchema
-from schemas.messages import EventMessage, decode_event
-from tests.support import require_services
+from projections.catch_up import catch_up
+from projections.checkpoints import DEAD_LETTERS
+from projections.config import ProjectionConfig
+from projections.rebuild import rebuild
+from projections.registry import PROJECTIONS, projection_names, projection_topics
+from projections.status import status
+from read_api.app import create_app
+from read_api.config import ReadApiConfig
+from read_api.consistency import KafkaEndOffsets, LogWatermark
+from schemas.messages import EventMessage
+from schemas.names import RELAY_NAME, RELAY_POSITIONS_TABLE, domain_topic
+from tests.integration.projection_world import (
+    EUR,
+    KEYS,
+    T0,
+    Script,
+    World,
+    applied_and_lag,
+    assert_models_equal,
+    assert_search_equal,
+    checkpointed,
+    expected,
+    open_world,
+    read_dlq,
+    read_tables,
+    run_projections_process,
+    search_docs,
+    to_message_at,
+    wait_until_caught_up,
+)
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-EUR = "EUR"
-DIM = 384
-
-
-# -- the scripted marketplace ------------------------------------------------------------------------------
-
-
-@dataclass
-class Script:
-    """Domain aggregates acting in order; every save collects their events with the next notification id."""
-
-    messages: list[EventMessage] = field(default_factory=list)
-    clock: datetime = T0
-    prefix: str = "bazaar."
-
-    def now(self) -> datetime:
-        self.clock += timedelta(seconds=1)
-        return self.clock
-
-    def save(self, *aggregates: Any) -> None:
-        for aggregate in aggregates:
-            if aggregate is None:
-                continue
-            for event in aggregate.collect_events():
-                self.messages.append(to_message(event, len(self.messages) + 1, self.prefix))
-
-
-def scripted_run(prefix: str) -> tuple[list[EventMessage], dict[str, UUID]]:
-    """Users with wallets and trust, listings of every kind, released/refunded/disputed orders, licences."""
-    s = Script(prefix=prefix)
-    ids = {name: uuid.uuid4() for name in ("seller1", "seller2", "buyer1", "buyer2", "creator")}
-    wallets = {name: Wallet.open(owner_id=ids[name], currency=EUR, now=s.now()) for name in ids}
-    platform = Wallet.open(owner_id=PLATFORM_OWNER_ID, currency=EUR, now=s.now())
-    for name in ("buyer1", "buyer2"):
-        wallets[name].deposit(amount=Money(100_000, EUR), reference=f"dep-{name}", now=s.now())
-    s.save(platform, *wallets.values())
-
-    def draft(seller: str, kind: str, title: str, category: str, price: int, **kw: Any) -> Listing:
-        listing = Listing.draft(listing_id=uuid.uuid4(), seller_id=ids[seller], kind=kind, title=title,
-                                description=f"{title} in good shape", category=category,
-                                price=Money(price, EUR), now=s.now(), **kw)
-        ids[title] = listing.id
-        return listing
-
-    camera = draft("seller1", "goods", "Vintage camera Leica", "cameras", 12_000, attributes={"mm": 35})
-    model = draft("seller2", "ai_model", "Sentiment model", "models", 5_000, creator_id=ids["creator"],
-                  royalty_bps=1_000)
-    dataset = draft("seller2", "dataset", "Street photos dataset", "datasets", 5_000)
-    lens = draft("seller1", "goods", "Zoom lens Nikon", "cameras", 8_000)
-    tripod = draft("seller1", "goods", "Carbon tripod", "accessories", 3_000)
-    for listing in (camera, model, lens, tripod):
-        listing.publish(now=s.now())
-    lens.change_price(price=Money(7_500, EUR), now=s.now())
-    lens.enrich(model_id="minilm", model_version="1", embedding_ref="emb-lens", condition_score=0.75,
-                image_hashes=["ab" * 32], now=s.now())
-    camera.enrich(model_id="minilm", model_version="1", embedding_ref="emb-camera", condition_score=0.5,
-                  now=s.now())
-    lens.boost(until=T0 + timedelta(days=3), source="paid", now=s.now())
-    lens.suspend(reason="suspected fake", now=s.now())
-    lens.reinstate(now=s.now())
-    model.revise(title="Sentiment model v2", now=s.now())
-    tripod.withdraw(now=s.now())
-    s.save(camera, model, dataset, lens, tripod)
-
-    def pay(buyer: str, listing: Listing) -> Any:
-        result = escrow.place_order(order_id=uuid.uuid4(), listing=listing, buyer_id=ids[buyer],
-                                    buyer_wallet=wallets[buyer], fee_bps=500, now=s.now())
-        s.save(*result.aggregates)
-        return result.order
-
-    def payout(order: Any) -> dict[str, Any]:
-        return {"buyer_wallet": wallets[_owner(ids, order.buyer_id)],
-                "seller_wallet": wallets[_owner(ids, order.seller_id)], "platform_wallet": platform,
-                "creator_wallet": wallets["creator"]}
-
-    released = pay("buyer1", camera)
-    released.ship(by=ids["seller1"], tracking_ref="TR1", now=s.now())
-    s.save(released)
-    s.save(*escrow.confirm_delivery(released, by=ids["buyer1"], now=s.now(), **payout(released)).aggregates)
-    cancelled = pay("buyer2", model)
-    s.save(*escrow.cancel(cancelled, by=ids["buyer2"], reason="changed my mind", buyer_wallet=wallets["buyer2"],
-                          listing=model, now=s.now()).aggregates)
-    refunded = pay("buyer1", lens)
-    refunded.open_dispute(by=ids["buyer1"], reason="not as described", now=s.now())
-    s.save(refunded)
-    s.save(*escrow.resolve_dispute(refunded, outcome="refund", resolver_id=ids["seller2"], note="refund it",
-                                   listing=lens, now=s.now(), **payout(refunded)).aggregates)
-    royalty = pay("buyer2", model)
-    royalty.open_dispute(by=ids["buyer2"], reason="slow", now=s.now())
-    s.save(royalty)
-    s.save(*escrow.resolve_dispute(royalty, outcome="release", resolver_id=ids["seller1"], note="fine",
-                                   listing=model, now=s.now(), **payout(royalty)).aggregates)
-
-    metered = Licence.issue(licence_id=uuid.uuid4(), listing_id=model.id, licensee_id=ids["buyer2"],
-                            kind="usage_metered", quota=100, order_id=royalty.id, now=s.now())
-    metered.record_usage(units=30, at=s.clock, now=s.now())
-    metered.renew(added_quota=50, now=s.now())
-    timed = Licence.issue(licence_id=uuid.uuid4(), listing_id=dataset.id, licensee_id=ids["buyer1"],
-                          kind="time_limited", expires_at=T0 + timedelta(days=30), now=s.now())
-    timed.renew(expires_at=T0 + timedelta(days=60), now=s.now())
-    timed.revoke(reason="abuse", now=s.now())
-    s.save(metered, timed)
-
-    trust1 = TrustScore.start(user_id=ids["seller1"], now=s.now())
-    trust1.record_signal(kind="review", ref="r1", at=s.clock, stars=5, now=s.now())
-    trust1.record_signal(kind="completed_order", ref=str(released.id), at=s.clock, now=s.now())
-    trust2 = TrustScore.start(user_id=ids["seller2"], now=s.now())
-    trust2.record_signal(kind="dispute_outcome", ref=str(refunded.id), at=s.clock, outcome="lost", now=s.now())
-    s.save(trust1, trust2)
-    return s.messages, ids
-
-
-def _owner(ids: dict[str, UUID], user_id: UUID) -> str:
-    return next(name for name, value in ids.items() if value == user_id)
-
-
-# -- the pure fold -----------------------------------------------------------------------------------------
-
-
-def fold(events: list[tuple[EventSchema, int]], stored_refs: set[str]) -> dict[str, dict[Any, dict[str, Any]]]:
-    """Every read model as dicts, computed from the event schemas alone (no projection code)."""
-    models: dict[str, dict[Any, dict[str, Any]]] = defaultdict(dict)
-    listing_meta: dict[UUID, dict[str, Any]] = {}
-    order_meta: dict[UUID, dict[str, Any]] = {}
-    trust_user: dict[UUID, UUID] = {}
-    for event, position in events:
-        base = {"updated_at": event.timestamp, "version": event.version, "position": position}
-        name, e, key = event.schema_name, event, event.aggregate_id
-        if event.aggregate == "listing":
-            _fold_listing(models["rm_listings"], e, base)
-            _fold_dashboard_listing(models["rm_seller_dashboard"], listing_meta, e)
-            if name == "ListingEnriched" and e.embedding_ref in stored_refs:
-                models["rm_listing_vectors"][key] = {"ref": e.embedding_ref, "model_id": e.model_id,
-                                                     "model_version": e.model_version, **base}
-        elif event.aggregate == "order":
-            _fold_order(models["rm_orders"], e, base)
-            _fold_dashboard_order(models["rm_seller_dashboard"], order_meta, e)
-        elif event.aggregate == "wallet":
-            _fold_wallet(models["rm_wallets"], e, base)
-        elif event.aggregate == "licence":
-            _fold_licence(models["rm_licences"], e, base)
-        elif event.aggregate == "trust":
-            if name == "TrustScoreStarted":
-                trust_user[key] = e.user_id
-                models["rm_trust"][e.user_id] = {"score": e.score, "formula_version": e.formula_version,
-                                                 "signals": 0, **base}
-                continue
-            row = models["rm_trust"][trust_user[key]]
-            if name == "TrustSignalRecorded":
-                row.update(signals=row["signals"] + 1, **base)
-            elif name == "TrustScoreRecomputed":
-                row.update(score=e.score, formula_version=e.formula_version, signals=e.signal_count, **base)
-    for row in models["rm_seller_dashboard"].values():
-        published = row["listings_published"]
-        row["conversion"] = round(row["orders_completed"] / published, 4) if published else 0.0
-    return models
-
-
-def _fold_listing(rows: dict[Any, dict[str, Any]], e: Any, base: dict[str, Any]) -> None:
-    name = e.schema_name
-    if name == "ListingDrafted":
-        rows[e.aggregate_id] = {
-            "seller_id": e.seller_id, "kind": e.kind, "title": e.title, "description": e.description,
-            "category": e.category, "price_amount": e.price_amount, "currency": e.currency, "status": "draft",
-            "attributes": e.attributes, "creator_id": e.creator_id, "royalty_bps": e.royalty_bps,
-            "condition_score": None, "model_id": None, "model_version": None, "image_hashes": [],
-            "boosted_until": None, "suspended_reason": None, "sold_order_id": None,
-            "created_at": e.timestamp, **base}
-        return
-    changes: dict[str, Any] = {
-        "ListingRevised": lambda: {"title": e.title, "description": e.description, "category": e.category,
-                                   "attributes": e.attributes},
-        "ListingPublished": lambda: {"status": "published"},
-        "ListingPriceChanged": lambda: {"price_amount": e.price_amount, "currency": e.currency},
-        "ListingEnriched": lambda: {"condition_score": e.condition_score, "image_hashes": e.image_hashes,
-                                    "model_id": e.model_id, "model_version": e.model_version},
-        "ListingBoosted": lambda: {"boosted_until": e.until},
-        "ListingSuspended": lambda: {"status": "suspended", "suspended_reason": e.reason},
-        "ListingReinstated": lambda: {"status": "published", "suspended_reason": None},
-        "ListingSold": lambda: {"status": "sold", "sold_order_id": e.order_id},
-        "ListingRelisted": lambda: {"status": "published", "sold_order_id": None},
-        "ListingWithdrawn": lambda: {"status": "withdrawn"},
-    }
-    rows[e.aggregate_id].update(changes[name](), **base)
-
-
-def _fold_order(rows: dict[Any, dict[str, Any]], e: Any, base: dict[str, Any]) -> None:
-    name = e.schema_name
-    if name == "OrderPlaced":
-        rows[e.aggregate_id] = {
-            "buyer_id": e.buyer_id, "seller_id": e.seller_id, "listing_id": e.listing_id,
-            "price_amount": e.price_amount, "currency": e.currency, "fee_amount": 0, "royalty_amount": 0,
-            "seller_amount": 0, "status": "placed", "escrow": "pending", "dispute_reason": None,
-            "resolution": None, "created_at": e.timestamp, **base}
-        return
-    changes = {
-        "OrderFundsHeld": lambda: {"status": "funds_held", "escrow": "held"},
-        "OrderShipped": lambda: {"status": "shipped"},
-        "OrderDeliveryConfirmed": lambda: {"status": "delivered"},
-        "OrderReleased": lambda: {"status": "released", "escrow": "released", "seller_amount": e.seller_amount,
-                                  "fee_amount": e.fee_amount, "royalty_amount": e.royalty_amount},
-        "OrderCancelled": lambda: {"status": "cancelled"},
-        "OrderRefunded": lambda: {"status": "refunded", "escrow": "refunded"},
-        "OrderDisputeOpened": lambda: {"status": "disputed", "dispute_reason": e.reason},
-        "OrderDisputeResolved": lambda: {"status": "resolved", "resolution": e.outcome},
-    }
-    rows[e.aggregate_id].update(changes[name](), **base)
-
-
-def _fold_wallet(rows: dict[Any, dict[str, Any]], e: Any, base: dict[str, Any]) -> None:
-    if e.schema_name == "WalletOpened":
-        rows[e.aggregate_id] = {"owner_id": e.owner_id, "currency": e.currency, "available": 0, "held": 0, **base}
-        return
-    moves = {"WalletDeposited": (1, 0), "WalletHeld": (-1, 1), "WalletHoldReleased": (0, -1),
-             "WalletCredited": (1, 0), "WalletWithdrawn": (-1, 0)}
-    available, held = moves[e.schema_name]
-    row = rows[e.aggregate_id]
-    row.update(available=row["available"] + available * e.amount, held=row["held"] + held * e.amount, **base)
-
-
-def _fold_licence(rows: dict[Any, dict[str, Any]], e: Any, base: dict[str, Any]) -> None:
-    name = e.schema_name
-    if name == "LicenceIssued":
-        rows[e.aggregate_id] = {"listing_id": e.listing_id, "licensee_id": e.licensee_id, "kind": e.kind,
-                                "status": "active", "expires_at": e.expires_at, "quota": e.quota, "used": 0,
-                                "issued_at": e.timestamp, **base}
-        return
-    row = rows[e.aggregate_id]
-    if name == "LicenceUsageRecorded":
-        row["used"] += e.units
-    elif name == "LicenceRenewed":
-        if e.expires_at is not None:
-            row["expires_at"] = e.expires_at
-        if e.added_quota is not None and row["quota"] is not None:
-            row["quota"] += e.added_quota
-        row["status"] = "active"
-    elif name == "LicenceRevoked":
-        row["status"] = "revoked"
-    elif name == "LicenceExpired":
-        row["status"] = "expired"
-    row.update(base)
-
-
-def _dash_row(rows: dict[Any, dict[str, Any]], seller: UUID, currency: str, at: datetime) -> dict[str, Any]:
-    row = rows.setdefault((seller, currency), {
-        "listings_total": 0, "listings_published": 0, "orders_total": 0, "orders_completed": 0,
-        "orders_refunded": 0, "revenue_amount": 0, "fees_amount": 0})
-    row["updated_at"] = max(row.get("updated_at", at), at)  # two topics: the latest event time seen
-    return row
-
-
-def _fold_dashboard_listing(rows: dict[Any, dict[str, Any]], meta: dict[UUID, dict[str, Any]], e: Any) -> None:
-    if e.schema_name == "ListingDrafted":
-        meta[e.aggregate_id] = {"seller": e.seller_id, "currency": e.currency, "published": False}
-        _dash_row(rows, e.seller_id, e.currency, e.timestamp)["listings_total"] += 1
-    elif e.schema_name == "ListingPublished" and not meta[e.aggregate_id]["published"]:
-        listing = meta[e.aggregate_id]
-        listing["published"] = True
-        _dash_row(rows, listing["seller"], listing["currency"], e.timestamp)["listings_published"] += 1
-
-
-def _fold_dashboard_order(rows: dict[Any, dict[str, Any]], meta: dict[UUID, dict[str, Any]], e: Any) -> None:
-    if e.schema_name == "OrderPlaced":
-        meta[e.aggregate_id] = {"seller": e.seller_id, "currency": e.currency}
-        _dash_row(rows, e.seller_id, e.currency, e.timestamp)["orders_total"] += 1
-        return
-    if e.schema_name not in ("OrderReleased", "OrderRefunded"):
-        return
-    order = meta[e.aggregate_id]
-    row = _dash_row(rows, order["seller"], order["currency"], e.timestamp)
-    if e.schema_name == "OrderReleased":
-        row["orders_completed"] += 1
-        row["revenue_amount"] += e.seller_amount
-        row["fees_amount"] += e.fee_amount
-    else:
-        row["orders_refunded"] += 1
-
-
-# -- reading the stores ------------------------------------------------------------------------------------
-
-KEYS = {"rm_listings": "listing_id", "rm_orders": "order_id", "rm_wallets": "wallet_id",
-        "rm_licences": "licence_id", "rm_trust": "user_id", "rm_listing_vectors": "listing_id"}
-
-
-def read_tables(conn: psycopg.Connection[Any]) -> dict[str, dict[Any, dict[str, Any]]]:
-    """The read tables as the fold shapes them (columns the fold does not compute are left out)."""
-    tables: dict[str, dict[Any, dict[str, Any]]] = {}
-    with conn.cursor(row_factory=dict_row) as cur:
-        for table, key in KEYS.items():
-            rows = cur.execute(f"SELECT * FROM {table}").fetchall()
-            tables[table] = {row.pop(key): _normalise(table, row) for row in rows}
-        rows = cur.execute("SELECT * FROM rm_seller_dashboard").fetchall()
-        tables["rm_seller_dashboard"] = {
-            (row.pop("seller_id"), row.pop("currency")): {**row, "conversion": round(row["conversion"], 4)}
-            for row in rows}
-    conn.rollback()
-    return tables
-
-
-def _normalise(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    if table == "rm_trust":
-        row.pop("trust_id")
-    if table == "rm_listing_vectors":
-        row["ref"] = _REF_BY_FIRST[float(row.pop("embedding")[0])]
-    if row.get("condition_score") is not None:
-        row["condition_score"] = float(row["condition_score"])
-    return row
-
-
-def expected(world: World) -> dict[str, dict[Any, dict[str, Any]]]:
-    return dict(fold(world.events(), set(world.vectors)))
-
-
-def assert_models_equal(conn: psycopg.Connection[Any], world: World) -> None:
-    actual, wanted = read_tables(conn), expected(world)
-    for table in [*KEYS, "rm_seller_dashboard"]:
-        assert actual[table] == wanted.get(table, {}), table
-    assert len(actual["rm_listings"]) >= 5 and len(actual["rm_orders"]) == 4
-
-
-def search_docs(port: SearchPort, alias: str) -> dict[str, tuple[int, dict[str, Any]]]:
-    port.refresh(alias)
-    response = port.client.search(index=alias, body={"query": {"match_all": {}}, "size": 1000, "version": True})
-    return {hit["_id"]: (hit["_version"], hit["_source"]) for hit in response["hits"]["hits"]}
-
-
-def assert_search_equal(port: SearchPort, alias: str, world: World) -> None:
-    docs = search_docs(port, alias)
-    listings = expected(world)["rm_listings"]
-    assert set(docs) == {str(k) for k in listings}
-    for listing_id, row in listings.items():
-        version, doc = docs[str(listing_id)]
-        assert version == row["version"]
-        assert (doc["title"], doc["status"], doc["price_amount"], doc["category"]) == (
-            row["title"], row["status"], row["price_amount"], row["category"])
-
-
-# -- the world: isolated topics, schema and alias ----------------------------------------------------------
-
-_REF_BY_FIRST: dict[float, str] = {}
-SUFFIXES = ("", "kf", "kk", "lag")  # main schema, kill tests of the faust and kafka engines, status lag
-
-
-@dataclass
-class World:
-    """One test run's isolated topics, schema and alias, and the messages published to them."""
-
-    settings: Settings
-    tag: str
-    messages: list[EventMessage] = field(default_factory=list)
-    vectors: dict[str, list[float]] = field(default_factory=dict)
-    ids: dict[str, UUID] = field(default_factory=dict)
-
-    @property
-    def prefix(self) -> str:
-        return f"t{self.tag}.bazaar."
-
-    def config(self, suffix: str = "", **kw: Any) -> ProjectionConfig:
-        return ProjectionConfig(self.settings, topic_prefix=self.prefix, schema=f"t{self.tag}{suffix}",
-                                index_alias=f"t{self.tag}{suffix}-bazaar-listings", **kw)
-
-    def events(self) -> list[tuple[EventSchema, int]]:
-        decoded = []
-        for message in self.messages:
-            decoded.append((decode_event(message.value, message.headers), int(message.header("notification_id"))))
-        return decoded
-
-    def publish(self, messages: list[EventMessage]) -> None:
-        producer = make_producer(self.settings)
-        for message in messages:
-            producer.send(message.topic, key=message.key, value=message.value, headers=message.headers)
-        producer.flush()
-        producer.close()
-
-
-def _vector(seed: int) -> list[float]:
-    return [float(seed)] + [((seed * 31 + i) % 97) / 97.0 for i in range(DIM - 1)]
+# main schema, the Faust kill test, status lag, and a live build and a rebuild of the same log
+SUFFIXES = ("", "kf", "lag", "live", "rb")
 
 
 @pytest.fixture(scope="module")
 def world(settings: Settings) -> Iterator[World]:
-    require_services(settings, "postgres", "kafka", "opensearch")
-    w = World(settings, uuid.uuid4().hex[:10])
-    admin = make_admin(settings)
-    topics = [f"{w.prefix}{a}" for a in DOMAIN_AGGREGATES] + [f"{w.prefix}projections.dlq"]
-    admin.create_topics([NewTopic(t, 3, 1) for t in topics])
-    w.vectors = {"emb-lens": _vector(1), "emb-camera": _vector(2)}
-    _REF_BY_FIRST.update({1.0: "emb-lens", 2.0: "emb-camera"})
-    try:
-        for suffix in SUFFIXES:
-            _store_vectors(settings, f"t{w.tag}{suffix}", w.vectors)
-        w.messages, w.ids = scripted_run(w.prefix)
-        w.publish(w.messages)
+    with open_world(settings, SUFFIXES) as w:
         yield w
-    finally:
-        _drop_world(settings, w, topics, admin)
-
-
-def _store_vectors(settings: Settings, schema: str, vectors: dict[str, list[float]]) -> None:
-    """What a GPU worker does before sending EnrichListing: store the vector under its ref."""
-    with psycopg.connect(settings.pg_conninfo) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(f"CREATE TABLE {schema}.embedding_store (ref text PRIMARY KEY, model_id text NOT NULL,"
-                     f" vector vector({DIM}) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
-        for ref, vector in vectors.items():
-            conn.execute(f"INSERT INTO {schema}.embedding_store (ref, model_id, vector) VALUES (%s, 'minilm', %s)",
-                         (ref, json.dumps(vector)))
-
-
-def _drop_world(settings: Settings, w: World, topics: list[str], admin: Any) -> None:
-    port = SearchPort.from_settings(settings)
-    for suffix in SUFFIXES:
-        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS t{w.tag}{suffix} CASCADE")
-        port.client.indices.delete(index=f"t{w.tag}{suffix}-bazaar-listings-v*", ignore_unavailable=True)
-    admin.delete_topics(topics)
-    admin.close()
 
 
 @pytest.fixture(scope="module")
@@ -515,12 +116,17 @@ def test_poison_goes_to_the_dlq_and_the_consumer_carries_on(caught_up: World) ->
     caught_up.publish([garbage, *follow_up])
     caught_up.messages.extend(follow_up)
     catch_up(config)
-    letters = _read_dlq(caught_up.settings, config.dlq_topic)
+    letters = read_dlq(caught_up.settings, config.dlq_topic)
     reasons = {(h["dlq_projection"], h.get("schema_name")): h["dlq_reason"] for h in letters}
     assert "ListingPublished v1" in reasons[("listings", "ListingPublished")]
     assert "emb-missing" in reasons[("vectors", "ListingEnriched")]
+    enriched = int(follow_up[1].header("notification_id") or 0)
     with conn_for(config) as conn:
         assert_models_equal(conn, caught_up)  # the events after the poison were applied
+        recorded = conn.execute(f"SELECT projection, notification_id, reason FROM {DEAD_LETTERS}"
+                                " WHERE notification_id IS NOT NULL").fetchall()
+    assert [(p, n) for p, n, _ in recorded] == [("vectors", enriched)]
+    assert "emb-missing" in recorded[0][2]
     assert all(s.lag_events == 0 for s in status(config))
 
 
@@ -535,26 +141,6 @@ def test_status_reports_lag_in_events_and_the_age_of_the_oldest_unapplied(world:
     assert {name: s.lag_events > 0 for name, s in behind.items()} == {"listings": True, "wallets": True}
     assert all(s.lag_seconds >= 1.0 for s in behind.values())
     assert all(s.lag_events == 0 and s.lag_seconds == 0.0 for s in caught)
-
-
-def to_message_at(message: EventMessage, notification_id: int) -> EventMessage:
-    headers = [(k, str(notification_id).encode() if k == "notification_id" else v) for k, v in message.headers]
-    return EventMessage(message.topic, message.key, message.value, headers)
-
-
-def _read_dlq(settings: Settings, topic: str) -> list[dict[str, str]]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    tps = [TopicPartition(topic, p) for p in range(3)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning()
-    ends = consumer.end_offsets(tps)
-    letters: list[dict[str, str]] = []
-    deadline = time.monotonic() + 10
-    while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
-            letters.extend({k: v.decode() for k, v in r.headers} for r in records)
-    consumer.close()
-    return letters
 
 
 def test_rebuild_gives_the_same_contents(caught_up: World) -> None:
@@ -608,57 +194,6 @@ def test_rebuild_while_clients_query(caught_up: World) -> None:
     assert len(counts) > 10 and min(min(c) for c in counts) > 0
 
 
-def _run_projections_process(config: ProjectionConfig, engine: str) -> subprocess.Popen[bytes]:
-    code = (
-        "import sys; from infra.settings import get_settings; from projections.cli import run_projections;"
-        f"run_projections(get_settings(), topic_prefix={config.topic_prefix!r}, schema={config.schema!r},"
-        f" index_alias={config.index_alias!r}, batch_size=1, engine={engine!r})"
-    )
-    return subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-
-
-def _applied(config: ProjectionConfig) -> tuple[int, int]:
-    states = status(config)
-    return sum(sum(s.offsets.values()) for s in states), sum(s.lag_events for s in states)
-
-
-@pytest.mark.parametrize("engine", ["faust", "kafka"])
-def test_killed_projection_ends_like_one_that_never_died(caught_up: World, engine: str) -> None:
-    config = caught_up.config(f"k{engine[0]}")  # a schema and alias per engine
-    process = _run_projections_process(config, engine)
-    deadline = time.monotonic() + 60
-    with psycopg.connect(config.settings.pg_conninfo, autocommit=True) as watcher:
-        while _checkpointed(watcher, config.schema) == 0 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-    process.send_signal(signal.SIGKILL)  # mid-stream: some batches committed, others not
-    process.wait()
-    applied, lag = _applied(config)
-    assert applied > 0 and lag > 0, "the kill did not land mid-stream"
-    process = _run_projections_process(config, engine)
-    try:
-        deadline = time.monotonic() + 60
-        while _applied(config)[1] > 0 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        assert _applied(config)[1] == 0, (process.stderr.read() if process.poll() is not None else b"").decode()
-        assert {s.state for s in status(config)} == {"live"}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    with conn_for(config) as conn:
-        assert_models_equal(conn, caught_up)
-    assert_search_equal(config.search_port(), config.index_alias, caught_up)
-
-
-def _checkpointed(conn: psycopg.Connection[Any], schema: str) -> int:
-    """Offsets committed so far by every projection of the schema (0 before its tables exist)."""
-    row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.projection_checkpoints",)).fetchone()
-    if not (row and row[0]):
-        return 0
-    total = conn.execute(f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.projection_checkpoints").fetchone()
-    return int(total[0]) if total else 0
-
-
 def test_search_typo_facets_and_price_range(caught_up: World) -> None:
     config = caught_up.config()
     port = config.search_port()
@@ -677,6 +212,65 @@ def test_search_typo_facets_and_price_range(caught_up: World) -> None:
         str(k) for k, row in listings.items() if 5_000 <= row["price_amount"] <= 7_500}
 
 
+def test_killed_projection_ends_like_one_that_never_died(caught_up: World) -> None:
+    config = caught_up.config("kf")
+    process = run_projections_process(config)
+    deadline = time.monotonic() + 60
+    with psycopg.connect(config.settings.pg_conninfo, autocommit=True) as watcher:
+        while checkpointed(watcher, config.schema) == 0 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+    process.send_signal(signal.SIGKILL)  # mid-stream: some batches committed, others not
+    process.wait()
+    applied, lag = applied_and_lag(config)
+    assert applied > 0 and lag > 0, "the kill did not land mid-stream"
+    process = run_projections_process(config)
+    try:
+        wait_until_caught_up(config, process)
+        assert {s.state for s in status(config)} == {"live"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    with conn_for(config) as conn:
+        assert_models_equal(conn, caught_up)
+    assert_search_equal(config.search_port(), config.index_alias, caught_up)
+
+
+def test_rebuild_and_live_consumption_of_the_same_log_give_identical_rows(caught_up: World) -> None:
+    live, rebuilt = caught_up.config("live"), caught_up.config("rb")
+    process = run_projections_process(live, batch_size=50)
+    try:
+        wait_until_caught_up(live, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    for name in projection_names():
+        rebuild(rebuilt, name)
+    with conn_for(live) as live_conn, conn_for(rebuilt) as rebuilt_conn:
+        live_rows, rebuilt_rows = every_row(live_conn), every_row(rebuilt_conn)
+    assert live_rows == rebuilt_rows
+    assert len(live_rows["rm_listings"]) >= 5 and live_rows[DEAD_LETTERS]  # the poison test's letters too
+    port = live.search_port()
+    assert search_docs(port, live.index_alias) == search_docs(port, rebuilt.index_alias)
+
+
+def every_row(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Every row of every projection table and of the dead letters, as sorted JSON (all columns)."""
+    tables = [table for cls in PROJECTIONS for table in cls.tables]
+    rows = {table: sorted(json.dumps(r[0], sort_keys=True) for r in conn.execute(
+        f"SELECT to_jsonb(t) FROM {table} t").fetchall()) for table in tables}
+    rows[DEAD_LETTERS] = sorted(json.dumps(r[0], sort_keys=True) for r in conn.execute(
+        f"SELECT to_jsonb(t) - 'dead_at' FROM {DEAD_LETTERS} t").fetchall())
+    conn.rollback()
+    return rows
+
+
+def set_relay(conn: psycopg.Connection[Any], position: int) -> None:
+    """Where the relay says it has published up to, in the world's own schema."""
+    conn.execute(POSITIONS_DDL)
+    conn.execute(f"INSERT INTO {RELAY_POSITIONS_TABLE} (name, notification_id) VALUES (%s, %s)"
+                 " ON CONFLICT (name) DO UPDATE SET notification_id = EXCLUDED.notification_id", (RELAY_NAME, position))
+
+
 def test_read_your_writes_watermark(caught_up: World) -> None:
     config = caught_up.config()
     catch_up(config)
@@ -687,13 +281,38 @@ def test_read_your_writes_watermark(caught_up: World) -> None:
     s.save(listing)
     message = to_message_at(s.messages[0], len(caught_up.messages) + 1)
     position = int(message.header("notification_id") or 0)
+    rule = LogWatermark(KafkaEndOffsets(caught_up.settings), projection_topics(caught_up.prefix), ttl_s=0)
     with conn_for(config) as conn:
-        def ryw(relay: int) -> bool:
-            return projection_caught_up(conn, "listings", position, topic_prefix=caught_up.prefix, relay=relay)
-
-        assert not ryw(position - 1)  # the relay has not published it yet
+        conn.autocommit = True
+        set_relay(conn, position - 1)
+        assert not rule.caught_up(conn, "listings", position)  # the relay has not published it yet
         caught_up.publish([message])
         caught_up.messages.append(message)
-        assert not ryw(position)  # published, not applied
+        set_relay(conn, position)
+        assert not rule.caught_up(conn, "listings", position)  # published, not applied
         catch_up(config, names=["listings"])
-        assert ryw(position)
+        assert rule.caught_up(conn, "listings", position)
+
+
+def test_a_read_after_a_dead_lettered_position_answers_409_not_stale_data(caught_up: World) -> None:
+    config = caught_up.config()
+    position = len(caught_up.messages) + 10_000  # after every position the world uses
+    poison = EventMessage(domain_topic("trust", caught_up.prefix), b"x", b"{not json", [
+        ("schema_name", b"TrustSignalRecorded"), ("schema_version", b"1"), ("notification_id", str(position).encode())])
+    caught_up.publish([poison])
+    catch_up(config, names=["trust"])
+    with conn_for(config) as conn:
+        conn.autocommit = True
+        set_relay(conn, position)
+    read_config = ReadApiConfig(pg_schema=config.schema, search_alias=config.index_alias, after_timeout_s=5.0,
+                                rate_limit=None)
+    app = create_app(caught_up.settings, projection_topics=projection_topics(caught_up.prefix), config=read_config)
+    with TestClient(app) as client:
+        trust = f"/v1/users/{caught_up.ids['seller1']}/trust"
+        refused = client.get(trust, params={"after": position})
+        before = client.get(trust, params={"after": position - 1})
+    error = refused.json()["error"]
+    assert refused.status_code == 409 and error["code"] == "read.position_dead_lettered", refused.text
+    assert "dead-lettered" in error["message"] and error["details"]["projection"] == "trust"
+    assert "TrustSignalRecorded v1" in error["details"]["reason"]
+    assert before.status_code == 200, before.text  # only the read that would be stale is refused
