@@ -1,5 +1,7 @@
 """The projection tests' world: a scripted marketplace, a pure fold of its events, and isolated stores.
 
+(Over 400 lines: the scripted marketplace and the fold that states what every read model must hold are one spec.)
+
 Each world publishes the marketplace to its own topics (`t<hex>.bazaar.*`), projects into PostgreSQL schemas
 and search aliases of its own, and drops all of them at the end: the live `rm_*` tables are never touched.
 """
