@@ -151,7 +151,7 @@ class TrendJob:
         for window in result.closed:
             self.producer.send(
                 self.config.trends_topic, key=window.identity.encode(), value=window.model_dump_json().encode(),
-                headers=[("schema_name", window.schema_name.encode()),
+                headers=[("job", self.config.name.encode()), ("schema_name", window.schema_name.encode()),
                          ("schema_version", str(window.schema_version).encode()),
                          ("revision", str(window.revision).encode())],
             )
