@@ -3,7 +3,7 @@
 1. Rebuild rate (events/s) of each projection, and as a ratio to a bare kafka-python consumer reading the
    same topics in the same run.
 2. Live lag at a steady event rate: send time -> the checkpoint covering the event is committed (p50, p99),
-   through `run_projections` in a subprocess (Faust engine by default).
+   through `run_projections` (the Faust worker) in a subprocess.
 
     .venv/bin/python tests/benchmarks/bench_projections.py [--listings 5000] [--rate 500] [--seconds 20]
 """
@@ -36,7 +36,10 @@ from domain.wallet import Wallet  # noqa: E402
 from infra.adapters.kafka import make_admin, make_producer  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
 from infra.topics import DOMAIN_AGGREGATES  # noqa: E402
-from projections.runner import KafkaSource, ProjectionConfig, get_projection_topics, rebuild  # noqa: E402
+from projections.config import ProjectionConfig  # noqa: E402
+from projections.rebuild import rebuild  # noqa: E402
+from projections.registry import projection_class  # noqa: E402
+from projections.source import KafkaSource  # noqa: E402
 from schemas.messages import EventMessage  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -95,7 +98,7 @@ def bare_rate(settings: Settings, topics: list[str]) -> float:
 def rebuild_rates(config: ProjectionConfig) -> list[tuple[str, int, float, float]]:
     rows = []
     for name in REBUILT:
-        topics = get_projection_topics(name, config.topic_prefix)
+        topics = projection_class(name).topics(config.topic_prefix)
         bare = bare_rate(config.settings, topics)
         began = time.perf_counter()
         read = rebuild(config, name)
@@ -104,11 +107,11 @@ def rebuild_rates(config: ProjectionConfig) -> list[tuple[str, int, float, float
     return rows
 
 
-def live_lag(config: ProjectionConfig, rate: int, seconds: float, engine: str) -> list[float]:
+def live_lag(config: ProjectionConfig, rate: int, seconds: float) -> list[float]:
     """Lags (s) of wallet deposits sent at `rate`/s, as seen in the wallets projection's checkpoints."""
     code = ("from infra.settings import get_settings; from projections.cli import run_projections;"
             f"run_projections(get_settings(), topic_prefix={config.topic_prefix!r}, schema={config.schema!r},"
-            f" index_alias={config.index_alias!r}, engine={engine!r}, names=('wallets',))")
+            f" index_alias={config.index_alias!r}, names=('wallets',))")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent: dict[tuple[int, int], float] = {}
@@ -168,7 +171,6 @@ def main() -> None:
     parser.add_argument("--wallet-events", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--engine", default="faust", choices=("faust", "kafka"))
     args = parser.parse_args()
     settings = get_settings()
     tag = uuid.uuid4().hex[:10]
@@ -187,8 +189,8 @@ def main() -> None:
         for name, read, rate, ratio in rebuild_rates(config):
             table.add_row(name, str(read), f"{rate:,.0f}", f"{ratio:.2f}")
         console.print(table)
-        lags = live_lag(config, args.rate, args.seconds, args.engine)
-        lag_table = Table(title=f"live lag at {args.rate} events/s for {args.seconds:.0f} s ({args.engine})")
+        lags = live_lag(config, args.rate, args.seconds)
+        lag_table = Table(title=f"live lag at {args.rate} events/s for {args.seconds:.0f} s (Faust)")
         for column in ("events seen", "p50 ms", "p99 ms", "max ms"):
             lag_table.add_column(column, justify="right")
         lag_table.add_row(str(len(lags)), f"{percentile(lags, 50) * 1000:.0f}", f"{percentile(lags, 99) * 1000:.0f}",

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from infra.adapters.search import DocWrite, SearchPort  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
-from projections.search import INDEX_SETTINGS, MAPPINGS  # noqa: E402
+from projections.read_models.search import INDEX_SETTINGS, MAPPINGS  # noqa: E402
+from projections.registry import projection_topics  # noqa: E402
 from read_api.app import create_app  # noqa: E402
 from read_api.config import ReadApiConfig  # noqa: E402
 from read_api.search import FACET_AGGS, SORTS, SOURCE_FIELDS, SearchParams, keyword_query  # noqa: E402
@@ -131,8 +132,8 @@ def serve_in_thread(settings: Settings, alias: str) -> tuple[uvicorn.Server, int
     # The throttle stays in the path (its Redis round trip is part of the cost) but never trips here.
     config = ReadApiConfig(search_alias=alias, rate_limit="100000/second",
                            rate_limit_prefix=f"bench-{uuid.uuid4().hex}")
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, config=config), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    app = create_app(settings, projection_topics=projection_topics(), config=config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started:
