@@ -13,7 +13,10 @@ import copy
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pydantic import BaseModel
+
 from schemas import names
+from schemas.activity import ActivityEvent, TrendWindow
 from schemas.base import EventSchema
 from schemas.export import json_schema
 from schemas.registry import REGISTRY, SchemaRegistry
@@ -138,6 +141,49 @@ def _checkpoint_message() -> dict[str, Any]:
     }
 
 
+def _stream_message(model: type[BaseModel], key: str, headers: dict[str, Any], shared: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """A message of a stream topic (activity, trends): a versioned pydantic model that is no domain event."""
+    name, version = getattr(model, "schema_name"), getattr(model, "schema_version")  # noqa: B009
+    schema = json_schema(model)
+    schema["x-schema-id"] = schema.pop("$id", None)
+    return {
+        "name": name,
+        "title": f"{model.__name__} v{version}",
+        "summary": (model.__doc__ or name).strip().splitlines()[0],
+        "contentType": "application/json",
+        "headers": {"type": "object", "required": sorted(headers), "properties": headers},
+        "payload": _hoist_defs(schema, shared, name),
+        "bindings": {"kafka": {"key": {"type": "string", "description": key},
+                               "bindingVersion": KAFKA_BINDING_VERSION}},
+    }
+
+
+def _version_headers(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "schema_name": {"type": "string", "const": getattr(model, "schema_name")},  # noqa: B009
+        "schema_version": {"type": "string", "const": str(getattr(model, "schema_version"))},  # noqa: B009
+    }
+
+
+def _stream_messages(shared: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """topic -> (message id, message) of the activity and trends topics."""
+    activity = _stream_message(ActivityEvent, "the actor (`user:<uuid>` or `session:<id>`): one actor's events "
+                               "stay in order", _version_headers(ActivityEvent), shared)
+    trend_headers = {
+        **_version_headers(TrendWindow),
+        "job": {"type": "string", "description": "the stream job that closed the window"},
+        "revision": {"type": "string", "pattern": "^[0-9]+$", "description": "keep the highest per key"},
+    }
+    trends = _stream_message(TrendWindow, "the window's identity `window|scope|key|start`: the job may publish "
+                             "a window again after a crash, identically; keep one per key and revision",
+                             trend_headers, shared)
+    return {
+        names.topic(names.ACTIVITY_TOPIC): (f"{ActivityEvent.schema_name}.v{ActivityEvent.schema_version}", activity),
+        names.topic(names.TRENDS_TOPIC): (f"{TrendWindow.schema_name}.v{TrendWindow.schema_version}", trends),
+    }
+
+
 def _channel(spec: ChannelSpec, messages: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {"retention.ms": spec.retention_ms, "cleanup.policy": ["delete"]}
     if spec.retention_ms < 0:
@@ -155,7 +201,7 @@ def _channel(spec: ChannelSpec, messages: dict[str, Any]) -> dict[str, Any]:
 def asyncapi_document(
     topics: Sequence[ChannelSpec], server_host: str, registry: SchemaRegistry = REGISTRY
 ) -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document of the domain topics (every event schema version) and checkpoints.
+    """The AsyncAPI 3.0.0 document of the domain topics (every event schema version), checkpoints, activity, trends.
 
     `topics` (names, partitions, retention) come from the deployment's catalogue; `server_host` is the broker.
     """
@@ -168,12 +214,15 @@ def asyncapi_document(
         by_topic.setdefault(names.domain_topic(model.aggregate), []).append(_message_id(model))
     messages["SignedTreeHead"] = _checkpoint_message()
     by_topic[names.topic(names.CHECKPOINTS_TOPIC)] = ["SignedTreeHead"]
+    for topic, (message_id, message) in _stream_messages(shared).items():
+        messages[message_id] = message
+        by_topic[topic] = [message_id]
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for spec in topics:
         ids = by_topic.get(spec.name)
         if not ids:
-            continue  # topics without a published schema (activity, trends, DLQs) stay out
+            continue  # topics without a published schema (the DLQs) stay out
         channel_id = _channel_id(spec.name)
         channels[channel_id] = _channel(spec, {m: {"$ref": f"#/components/messages/{m}"} for m in ids})
         operations[f"consume{channel_id[0].upper()}{channel_id[1:]}"] = {
@@ -193,7 +242,8 @@ def asyncapi_document(
             "version": "1.0.0",
             "description": "Every state change of the Bazaar marketplace, as published by the relay from "
                            "the event store. Apply each event at most once per (aggregate_id, version): "
-                           "after a crash the relay may publish an event again.",
+                           "after a crash the relay may publish an event again. Also the activity clients "
+                           "post (bazaar.activity) and the trend windows the stream jobs close (bazaar.trends).",
         },
         "defaultContentType": "application/json",
         "servers": {
