@@ -78,10 +78,10 @@ async def prove_inclusion(
 
 @router.get("/proofs/consistency", response_model=None)
 async def prove_consistency(
-    app: App, _: Auditor, old: int = Query(ge=1), new: int = Query(ge=1)
+    source: Source, _: Auditor, old: int = Query(ge=1), new: int = Query(ge=1)
 ) -> dict[str, Any] | JSONResponse:
     """Proof that the log at size `old` is a prefix of the log at size `new`."""
     try:
-        return await run_in_threadpool(consistency_proof, LogSource(app.settings), old, new)
+        return await run_in_threadpool(consistency_proof, source, old, new)
     except ProveError as error:
         return _unavailable(error)

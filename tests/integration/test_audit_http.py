@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
+import uvicorn
+from psycopg import sql
+from typer.testing import CliRunner
 
+from commands.api import create_app
 from commands.application import Marketplace
+from commands.audit.cli import audit_app
+from commands.audit.headcheck import load_trusted_heads, read_heads
+from commands.audit.kafka_source import published_leaves
+from commands.audit.keys import public_key
 from commands.audit.signing import check_proof_document
+from commands.audit.source import LogSource
+from commands.audit.verify import Evidence, verify_store
 from commands.auth import TokenService, jwt_secret
 from commands.handlers.users import register_user
+from commands.relay import Relay
+from domain.money import Money
+from domain.wallet import Wallet
 from infra.settings import Settings
+from schemas import names
 from schemas.user import RegisterUser
 from tests.support import require_services
 
@@ -86,3 +108,148 @@ def test_audit_trail_is_for_auditors_and_admins(
 
     assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "auth.forbidden"
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "audit.proof_unavailable"
+
+
+# --- the witness, against a live in-process platform -------------------------------------------------
+
+
+def _serve(app: Any) -> tuple[Any, threading.Thread, int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, thread, port
+
+
+@contextmanager
+def relaying(relay: Relay) -> Iterator[Relay]:
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        relay.close()
+
+
+def _open_wallets(app: Marketplace, count: int) -> list[Wallet]:
+    now = datetime.now(UTC)
+    wallets = []
+    for _ in range(count):
+        wallet = Wallet.open(owner_id=uuid.uuid4(), currency="EUR", now=now)
+        wallet.deposit(amount=Money(250, "EUR"), reference="psp-w", now=now)
+        wallets.append(wallet)
+    app.save(*wallets)
+    return wallets
+
+
+def _signed_up_to(source: LogSource, count: int) -> Callable[[], bool]:
+    return lambda: any(h.tree_size >= count for h in read_heads(source))
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def platform(settings: Settings) -> Iterator[dict[str, Any]]:
+    """A log of its own (schema, topics), its relay's settings and a command API serving it over HTTP."""
+    require_services(settings, "postgres", "kafka")
+    from kafka.admin import NewTopic
+
+    from infra.adapters.kafka import make_admin
+
+    schema, prefix = f"wt{uuid.uuid4().hex[:10]}", f"w{uuid.uuid4().hex[:8]}.bazaar."
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+
+    def construct_env(self: Any, name: str, env: Any = None) -> Any:
+        return Marketplace.construct_env(self, name, {**(env or {}), "POSTGRES_SCHEMA": schema})
+
+    small = settings.model_copy(update={"pg_pool_size": 2})
+    app = type(f"Witness{schema}", (Marketplace,), {"name": schema, "construct_env": construct_env})(small)
+    topics = [f"{prefix}{name}" for name in names.DOMAIN_AGGREGATES] + [f"{prefix}{names.CHECKPOINTS_TOPIC}"]
+    admin = make_admin(settings)
+    admin.create_topics([NewTopic(topic, 1, 1) for topic in topics])
+    server, thread, port = _serve(create_app(settings, app))
+    try:
+        yield {"app": app, "schema": schema, "prefix": prefix, "url": f"http://127.0.0.1:{port}",
+               "source": LogSource(settings, schema, f"{schema}_events"),
+               "conninfo": f"{settings.pg_conninfo} options='-csearch_path={schema}'"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.close()
+        admin.delete_topics(topics)
+        admin.close()
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def test_the_witness_keeps_a_live_platform_s_heads_then_refuses_a_tampered_one(
+    settings: Settings, platform: dict[str, Any], tmp_path: Path
+) -> None:
+    app, source = platform["app"], platform["source"]
+    token = tmp_path / "token"
+    token.write_text(token_headers(settings, app, "auditor")["Authorization"].removeprefix("Bearer "))
+    folder = tmp_path / "witness"
+
+    def witness() -> Any:
+        return CliRunner().invoke(audit_app, ["witness", "--url", platform["url"], "--dir", str(folder),
+                                              "--token-file", str(token)])
+
+    def relay() -> Relay:
+        return Relay(app, settings, name="witness", topic_prefix=platform["prefix"], conninfo=platform["conninfo"],
+                     checkpoint_every=1_000, checkpoint_interval_s=0.2)
+
+    wallets: list[Wallet] = []
+    with relaying(relay()):
+        for round_ in range(4):  # the platform runs, the witness comes by now and then
+            wallets += _open_wallets(app, 5)
+            _wait(_signed_up_to(source, source.count()), 30, "a head over every event")
+            result = witness()
+            assert result.exit_code == 0, result.output
+            assert "kept 1 new head" in result.stdout or round_ == 0
+    kept = sorted((folder / "heads").glob("*.json"))
+    assert len(kept) >= 4
+    assert verify_store(source, public_key(settings),
+                        evidence=Evidence(trusted=load_trusted_heads(folder / "heads"))).ok
+    assert witness().exit_code == 0  # nothing new: still consistent
+
+    # As a superuser: rewrite an aggregate's last event, drop the heads and tree nodes that cover it.
+    victim = wallets[7]
+    with psycopg.connect(platform["conninfo"], autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        row = conn.execute(
+            sql.SQL("SELECT notification_id, state FROM {} WHERE originator_id = %s AND originator_version = 2")
+            .format(source.events), (victim.id,)).fetchone()
+        assert row is not None
+        position = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE notification_id < %s").format(source.events),
+                                (row[0],)).fetchone()[0]
+        conn.execute(sql.SQL("UPDATE {} SET state = %s WHERE notification_id = %s").format(source.events),
+                     (bytes(row[1]).replace(b"psp-w", b"psp-x"), row[0]))
+        conn.execute("DELETE FROM bazaar_audit_heads WHERE tree_size > %s", (position,))
+        conn.execute("DELETE FROM bazaar_audit_tree")
+    # The relay restarts on the rewritten store and signs the forged log from there on.
+    with relaying(relay()):
+        _open_wallets(app, 2)
+        _wait(_signed_up_to(source, source.count()), 30, "a head over the forged log")
+    refused = witness()
+    assert refused.exit_code == 1 and "REFUSED" in refused.stdout, refused.output
+    assert len(sorted((folder / "heads").glob("*.json"))) == len(kept)  # nothing forged was kept
+
+    report = verify_store(source, public_key(settings), evidence=Evidence(
+        trusted=load_trusted_heads(folder / "heads"),
+        kafka_leaves=published_leaves(settings, platform["prefix"])))
+    located = [p for p in report.problems if p.where == "trusted heads" and p.aggregate_id]
+    assert [(p.aggregate_id, p.version, p.position) for p in located] == [(str(victim.id), 2, position)]
