@@ -13,6 +13,7 @@ from infra.services.base import (
     ServiceState,
     dial_host,
     log_size,
+    may_dial,
     pid_alive,
     port_open,
     read_pid,
@@ -78,6 +79,8 @@ def _healthy(settings: Settings, proc: PlatformProcess) -> bool:
         return read_pid(proc.pid_file(settings)) is not None
     if proc.health_path is None:
         return port_open(settings.bind_host, proc.port)
+    if not may_dial(dial_host(settings), proc.port):
+        return False
     url = f"http://{dial_host(settings)}:{proc.port}{proc.health_path}"
     try:
         with urllib.request.urlopen(url, timeout=1) as response:

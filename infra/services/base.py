@@ -99,7 +99,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     On this machine nothing is dialled unless the kernel lists a listener: a connect to a port nobody
     listens on can connect to itself and hold the port a starting service needs (see ports.py).
     """
-    if _is_local(host) and ports.tables_readable() and not ports.listening(port):
+    if not may_dial(host, port):
         return False
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -112,6 +112,11 @@ def dial_host(settings: Settings) -> str:
     """Address clients dial: the bind host, or loopback when bound to every interface."""
     bind = settings.bind_host
     return "127.0.0.1" if bind in ("0.0.0.0", "::", "*", "") else bind
+
+
+def may_dial(host: str, port: int) -> bool:
+    """False when host is this machine and the kernel lists no listener on port: dialling could self-connect."""
+    return not (_is_local(host) and ports.tables_readable()) or ports.listening(port)
 
 
 def _is_local(host: str) -> bool:

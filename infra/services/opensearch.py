@@ -17,6 +17,7 @@ from infra.services.base import (
     ManagedService,
     ServiceStartError,
     maven_copy_dependencies,
+    may_dial,
     stop_pid,
 )
 from infra.settings import Settings
@@ -233,6 +234,8 @@ class OpenSearchService(ManagedService):
 
     def _get_json(self, path: str) -> dict[str, Any] | None:
         """GET a JSON object from the local node, or None when it does not answer properly."""
+        if not may_dial(self.host, self.port):
+            return None
         request = urllib.request.Request(self.address + path, headers=self._auth_headers())
         try:
             with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
