@@ -7,7 +7,10 @@ head every 1,000 events, then measures in the same run, alternating so that both
 - a bare scan: a server-side cursor over the events table recomputing a sha256 chain in Python;
 - `audit verify` from the store (hash chains, Merkle tree, heads), and its ratio to the bare scan
   (goal >= 0.5);
-- `audit replay` from the store: rebuild, then comparison with the store (goal >= 50,000 events/s).
+- `audit replay` from the store: rebuild, then comparison with the store (goal >= 50,000 events/s);
+- proof latency (p50, p95) of inclusion and consistency proofs served from the stored tree nodes, at
+  each size of `--proof-sizes` (default 10k, 100k, 1M: a tree of that many leaves is stored beside the
+  log, as the relay stores it; goal p95 < 10 ms, flat across sizes).
 Prints one line per figure and a JSON summary; the schema is dropped at the end.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import statistics
 import sys
 import time
@@ -31,11 +35,14 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from commands.application import Marketplace  # noqa: E402
+from commands.audit.codec import StoredHasher  # noqa: E402
 from commands.audit.heads import HeadStore, leaf_data  # noqa: E402
 from commands.audit.merkle import MerkleLog, leaf_hash  # noqa: E402
 from commands.audit.replay import replay_store  # noqa: E402
 from commands.audit.signing import generate_private_key, make_tree_head, sign_tree_head  # noqa: E402
-from commands.audit.verify import LogSource, StoredHasher, stream_rows, verify_store  # noqa: E402
+from commands.audit.source import LogSource, stream_rows  # noqa: E402
+from commands.audit.tree import append_nodes, consistency_nodes, create_tree_table, inclusion_nodes  # noqa: E402
+from commands.audit.verify import Evidence, verify_store  # noqa: E402
 from domain.money import Money  # noqa: E402
 from domain.wallet import Wallet  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
@@ -104,10 +111,55 @@ def bare_scan(source: LogSource) -> float:
     return count / (time.perf_counter() - started)
 
 
+def proof_latency(settings: Settings, size: int, samples: int) -> dict[str, float]:
+    """p50/p95 ms of inclusion and consistency proofs from a stored tree of `size` leaves (its own schema)."""
+    schema = f"bench_tree_{uuid.uuid4().hex[:8]}"
+    conninfo = f"{settings.pg_conninfo} options='-csearch_path={schema}'"
+    with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            create_tree_table(conn)
+            tree, step = MerkleLog(), 50_000
+            for start in range(0, size, step):  # appended in batches, as the relay does
+                old = tree.size
+                end = min(size, start + step)
+                tree.extend(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(start, end))
+                append_nodes(conn, tree, old, list(range(old + 1, tree.size + 1)))
+            conn.execute("VACUUM ANALYZE bazaar_audit_tree")
+            rng = random.Random(size)
+            inclusion, consistency = [], []
+            for _ in range(samples):
+                index = rng.randrange(size)
+                started = time.perf_counter()
+                nodes = inclusion_nodes(conn, index, size)
+                nodes.inclusion_proof(index, size)
+                inclusion.append((time.perf_counter() - started) * 1000)
+                old = rng.randrange(1, size)
+                started = time.perf_counter()
+                nodes = consistency_nodes(conn, old, size)
+                nodes.consistency_proof(old, size)
+                nodes.root(old)
+                consistency.append((time.perf_counter() - started) * 1000)
+        return {"inclusion_p50_ms": _pct(inclusion, 50), "inclusion_p95_ms": _pct(inclusion, 95),
+                "consistency_p50_ms": _pct(consistency, 50), "consistency_p95_ms": _pct(consistency, 95)}
+    finally:
+        with psycopg.connect(settings.pg_conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _pct(values: list[float], pct: int) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, len(ordered) * pct // 100)], 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--proof-sizes", type=lambda text: [int(n) for n in text.split(",") if n],
+                        default=[10_000, 100_000, 1_000_000], help="comma-separated tree sizes ('' for none)")
+    parser.add_argument("--proof-samples", type=int, default=200)
     args = parser.parse_args()
     settings = get_settings()
     schema = f"bench_audit_{uuid.uuid4().hex[:8]}"
@@ -128,7 +180,7 @@ def main() -> int:
         bare, verify, ratios = [], [], []
         for _ in range(args.rounds):
             bare.append(bare_scan(source))
-            report = verify_store(source, public_key)
+            report = verify_store(source, public_key, evidence=Evidence(max_unsigned_age_s=None))
             assert report.ok, [p.describe() for p in report.problems[:3]]
             verify.append(report.rate)
             ratios.append(verify[-1] / bare[-1])
@@ -143,6 +195,12 @@ def main() -> int:
                   f"{replayed.rebuild_rate:,.0f} events/s in {replayed.rebuild_seconds:.2f}s, comparison "
                   f"{replayed.compare_seconds:.2f}s)")
         best = max(replays, key=lambda r: r.rate)
+        proofs = {}
+        for size in args.proof_sizes:
+            started = time.perf_counter()
+            proofs[size] = proof_latency(settings, size, args.proof_samples)
+            print(f"  proofs at {size:,} leaves: {proofs[size]} (tree stored and measured in "
+                  f"{time.perf_counter() - started:.0f}s)")
         summary = {
             "events": count,
             "heads": heads,
@@ -152,6 +210,7 @@ def main() -> int:
             "verify_to_bare_ratio_best_of_each": round(max(verify) / max(bare), 3),
             "replay_events_per_s": round(best.rate),
             "replay_rebuild_events_per_s": round(best.rebuild_rate),
+            "proof_latency_ms": proofs,
         }
         print(f"audit verify: {summary['verify_events_per_s']:,} events/s, "
               f"{summary['verify_to_bare_ratio_median']:.2f} of a bare scan (median of {args.rounds}; goal 0.5)")

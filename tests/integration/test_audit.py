@@ -37,6 +37,7 @@ from commands.audit.kafka_source import verify_kafka
 from commands.audit.merkle import MerkleLog, ProofError, RootBuilder, leaf_hash
 from commands.audit.prove import check_proof, consistency_proof, inclusion_proof
 from commands.audit.replay import replay_kafka, replay_store
+from commands.audit.report import Problem, VerifyReport
 from commands.audit.signing import (
     AuditError,
     generate_private_key,
@@ -44,7 +45,6 @@ from commands.audit.signing import (
     public_key_to_b64,
     sign_tree_head,
 )
-from commands.audit.report import Problem, VerifyReport
 from commands.audit.source import LogSource
 from commands.audit.tree import append_nodes, create_tree_table
 from commands.audit.verify import Evidence, verify_store
@@ -743,9 +743,9 @@ def test_each_rewrite_fails_against_the_kept_heads_with_exit_1(signed: Log, tmp_
 
 def test_a_rewritten_head_row_is_caught(signed: Log, tmp_path: Path) -> None:
     heads = sql.Identifier(signed.source.schema, "bazaar_audit_heads")
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the trigger refuses it to anyone not bypassing it
-        with signed.source.connect() as conn:
-            conn.execute(sql.SQL("DELETE FROM {}").format(heads))
+    # The trigger refuses it to anyone not bypassing triggers.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), signed.source.connect() as conn:
+        conn.execute(sql.SQL("DELETE FROM {}").format(heads))
     size = signed.count()
     other_root = sign_tree_head(KEY, make_tree_head(KEY.public_key(), size, b"\x07" * 32, 1)).to_dict()
     signed.tamper(sql.SQL("UPDATE {} SET head = %s WHERE tree_size = %s").format(heads),
