@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import ClassVar
 
-from projections.core import Handler, Handlers, Projection, Tables
+from projections.core import Handlers, Projection, Tables
 from projections.read_models._sql import Cursor, params, setter
 from schemas.licence import LicenceExpired, LicenceIssued, LicenceRenewed, LicenceRevoked, LicenceUsageRecorded
 
@@ -20,6 +21,10 @@ CREATE INDEX ON {t} (licensee_id, listing_id);
 """
 
 
+# A handler setting columns of this table's row (assignments, then param -> event attribute).
+_set = partial(setter, TABLE, "licence_id")
+
+
 def apply_licence_issued(cur: Cursor, t: Tables, e: LicenceIssued, pos: int) -> None:
     cur.execute(
         f"INSERT INTO {t[TABLE]} (licence_id, listing_id, licensee_id, kind, status, expires_at, quota,"
@@ -28,10 +33,6 @@ def apply_licence_issued(cur: Cursor, t: Tables, e: LicenceIssued, pos: int) -> 
         params(e, pos, listing=e.listing_id, licensee=e.licensee_id, kind=e.kind, exp=e.expires_at,
                quota=e.quota),
     )
-
-
-def _set(assignments: str, **fields: str) -> Handler:
-    return setter(TABLE, "licence_id", assignments, **fields)
 
 
 class LicencesProjection(Projection):

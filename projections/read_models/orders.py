@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import ClassVar
 
-from projections.core import Handler, Handlers, Projection, Tables
+from projections.core import Handlers, Projection, Tables
 from projections.read_models._sql import Cursor, params, setter
 from schemas.order import (
     OrderCancelled,
@@ -33,6 +34,10 @@ CREATE INDEX ON {t} (seller_id);
 """
 
 
+# A handler setting columns of this table's row (assignments, then param -> event attribute).
+_set = partial(setter, TABLE, "order_id")
+
+
 def apply_order_placed(cur: Cursor, t: Tables, e: OrderPlaced, pos: int) -> None:
     cur.execute(
         f"INSERT INTO {t[TABLE]} (order_id, buyer_id, seller_id, listing_id, price_amount, currency, status,"
@@ -42,10 +47,6 @@ def apply_order_placed(cur: Cursor, t: Tables, e: OrderPlaced, pos: int) -> None
         params(e, pos, buyer=e.buyer_id, seller=e.seller_id, listing=e.listing_id, price=e.price_amount,
                cur=e.currency),
     )
-
-
-def _set(assignments: str, **fields: str) -> Handler:
-    return setter(TABLE, "order_id", assignments, **fields)
 
 
 class OrdersProjection(Projection):
