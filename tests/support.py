@@ -1,6 +1,8 @@
-"""Helpers shared by tests: the guard that the real services answer."""
+"""Helpers shared by tests: the guard that the real services answer, a free port."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 
@@ -21,3 +23,10 @@ def require_services(settings: Settings, *names: str) -> None:
     down = [name for name in names if not port_open(host_ports[name][0], int(host_ports[name][1]))]
     if down:
         pytest.fail(f"services down: {', '.join(down)} — start them with ./run up", pytrace=False)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -8,7 +8,6 @@ that was rewritten, before it logs `relay.recovered`.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -23,15 +22,9 @@ from commands.relay import POSITIONS_DDL, POSITIONS_TABLE
 from infra.processes import platform_processes, process_state, stop_process
 from infra.settings import Settings
 from schemas.names import RELAY_NAME
-from tests.support import require_services
+from tests.support import free_port, require_services
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def rewritten_store(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     isolated = settings.model_copy(update={
         "home": tmp_path / "home", "manage_services": False, "pg_dbname": dbname,
-        "command_api_port": _free_port(), "read_api_port": _free_port(),
+        "command_api_port": free_port(), "read_api_port": free_port(),
     })
     with psycopg.connect(isolated.pg_conninfo, autocommit=True) as conn:
         conn.execute(POSITIONS_DDL)

@@ -18,13 +18,7 @@ from infra.services import ports
 from infra.services.base import ServiceStartError, port_open, read_pid
 from infra.services.redis import RedisService
 from infra.settings import Settings
-from tests.support import require_services
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support import free_port, require_services
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def test_redis_on_a_taken_port_names_the_port_its_holder_and_its_log(settings: S
 def test_a_client_socket_on_the_port_is_named_when_the_bind_fails(
     tmp_path: Path, listener: socket.socket
 ) -> None:
-    port = _free_port()
+    port = free_port()
     with socket.socket() as client:
         client.bind(("127.0.0.1", port))
         client.connect(listener.getsockname())  # a connection whose local end is the service's port
@@ -73,14 +67,14 @@ def test_a_probe_does_not_dial_a_port_nobody_listens_on(monkeypatch: pytest.Monk
         raise AssertionError("port_open connected to a port with no listener")
 
     monkeypatch.setattr(socket, "create_connection", dial)
-    assert port_open("127.0.0.1", _free_port()) is False
+    assert port_open("127.0.0.1", free_port()) is False
 
 
 def test_the_port_counts_as_bound_only_once_the_child_itself_listens(listener: socket.socket) -> None:
     taken = listener.getsockname()[1]
     script = "import socket, sys, time\ns = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); " \
              "s.listen(); print('listening', flush=True); time.sleep(60)"
-    own = _free_port()
+    own = free_port()
     child = subprocess.Popen([sys.executable, "-c", script, str(own)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "listening"
@@ -98,7 +92,7 @@ def test_a_platform_process_that_refuses_to_start_reports_its_own_reason(
 ) -> None:
     monkeypatch.setenv("BAZAAR_HOME", str(tmp_path / "home"))
     settings = Settings()
-    proc = PlatformProcess("command-api", ("serve-commands", "--port", "not-a-port"), port=_free_port(),
+    proc = PlatformProcess("command-api", ("serve-commands", "--port", "not-a-port"), port=free_port(),
                            health_path="/health")
 
     started = time.monotonic()
