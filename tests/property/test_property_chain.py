@@ -165,8 +165,6 @@ def test_the_stored_event_fast_path_equals_the_reference_hash(
     title: str, description: str, score: float, attributes: dict[str, Any], price: int
 ) -> None:
     """The audit codec's orjson path gives `event_hash` (the spec) for anything an event may hold."""
-    from eventsourcing.persistence import StoredEvent
-
     from commands.audit.codec import StoredHasher, default_mapper, fast_event_and_hash
     from domain.chain import event_hash
 
