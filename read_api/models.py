@@ -160,6 +160,27 @@ class SellerDashboardPublic(BaseModel):
     currencies: list[DashboardCurrencyPublic]
 
 
+class CurrencyRevenuePublic(BaseModel):
+    """The platform's money in one currency, from the orders read model (minor units)."""
+
+    currency: str
+    fees_amount: int = Field(description="platform fees of released orders: what the fee wallet was credited")
+    royalties_paid_amount: int = Field(description="creator royalties paid out by released orders")
+    escrow_held_amount: int = Field(description="buyers' money held in escrow now (orders not yet settled)")
+    sales_released_amount: int = Field(description="gross price of released orders")
+    refunded_amount: int = Field(description="price of orders refunded to their buyers")
+    orders_released: int
+    orders_in_escrow: int
+    orders_refunded: int
+    updated_at: datetime = Field(description="time of the latest order event counted")
+
+
+class PlatformRevenuePublic(BaseModel):
+    """Platform revenue and escrow, one row per currency that has orders."""
+
+    currencies: list[CurrencyRevenuePublic]
+
+
 class LicenceCheckPublic(BaseModel):
     """Whether the licence may be used now, why, and what is left."""
 

@@ -16,6 +16,7 @@ from read_api.models import (
     LicenceCheckPublic,
     ListingPublic,
     OrderPublic,
+    PlatformRevenuePublic,
     SearchResultsPublic,
     SellerDashboardPublic,
     SimilarListingsPublic,
@@ -26,6 +27,7 @@ from read_api.queries import (
     licence_check,
     listing_detail,
     order_view,
+    platform_revenue,
     seller_dashboard,
     similar_listings,
     trust_score,
@@ -35,13 +37,39 @@ from read_api.search import SearchParams, projections_for
 
 router = APIRouter(prefix="/v1")
 
+# What each error status of the read API means; every body is ErrorPublic.
+ERROR_STATUSES: dict[int, str] = {
+    401: "No, an invalid or an expired bearer token (`auth.*`).",
+    403: "The caller may not read this (`auth.forbidden`).",
+    404: "No such row in the read model (`read.not_found`).",
+    408: "`?after=` was not reached within the wait limit (`read.not_caught_up`); retry.",
+    409: "`?after=` names a position the projection dead-lettered (`read.position_dead_lettered`).",
+    422: "A malformed or out-of-range parameter (`request.invalid`); `details` lists each reason.",
+    429: "Too many requests from this address (`rate.limited`); retry after `Retry-After` seconds.",
+    503: "A read store, the search index or the embedding model is unavailable; retry later.",
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds until the window resets", "required": True,
+                          "schema": {"type": "integer", "minimum": 1}}},
+}
+# Every /v1 route: `?after=` (408, 409), parameters (422), the throttle (429), the stores (503).
+COMMON_STATUSES = (408, 409, 422, 429, 503)
+# FastAPI declares a bearer dependency as required; this empty requirement makes it optional (OpenAPI:
+# any one entry of `security` suffices), for routes that answer anonymous callers too.
+OPTIONAL_AUTH: dict[str, Any] = {"security": [{}]}
+
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    return {status: {"model": ErrorPublic} for status in (408, 422, *statuses)}
+    """OpenAPI entries for the error statuses a route can answer, with their real body and headers."""
+    return {
+        status: {"model": ErrorPublic, "description": ERROR_STATUSES[status],
+                 **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {})}
+        for status in sorted({*COMMON_STATUSES, *statuses})
+    }
 
 
-@router.get("/listings/search", tags=["listings"], responses=_errors(503))
+@router.get("/listings/search", tags=["listings"], responses=_errors())
 def search_listings(
     context: Context, read: Read, params: Annotated[SearchParams, Query()]
 ) -> SearchResultsPublic:
@@ -50,7 +78,7 @@ def search_listings(
     return context.search.run(read.conn, params)
 
 
-@router.get("/listings/{listing_id}", tags=["listings"], responses=_errors(401, 404))
+@router.get("/listings/{listing_id}", tags=["listings"], responses=_errors(401, 404), openapi_extra=OPTIONAL_AUTH)
 def get_listing(listing_id: UUID, caller: MaybeCaller, read: Read) -> ListingPublic:
     """A listing's detail page; drafts, suspended and withdrawn listings are shown to their seller and admins only."""
     read.catch_up("listings")
@@ -62,7 +90,8 @@ def get_listing(listing_id: UUID, caller: MaybeCaller, read: Read) -> ListingPub
     return listing
 
 
-@router.get("/listings/{listing_id}/similar", tags=["listings"], responses=_errors(401, 404))
+@router.get("/listings/{listing_id}/similar", tags=["listings"], responses=_errors(401, 404),
+            openapi_extra=OPTIONAL_AUTH)
 def get_similar_listings(
     listing_id: UUID, caller: MaybeCaller, read: Read,
     limit: Annotated[int, Query(ge=1, le=50, description="how many neighbours")] = 10,
@@ -131,3 +160,12 @@ def get_trust(user_id: UUID, read: Read) -> TrustPublic:
     if trust is None:
         raise NotFound(f"no trust score for user {user_id}")
     return trust
+
+
+@router.get("/platform/revenue", tags=["platform"], responses=_errors(401, 403))
+def get_platform_revenue(caller: Caller, read: Read) -> PlatformRevenuePublic:
+    """The platform's fees, royalties paid out and escrow held, per currency, for admins."""
+    if not caller.is_admin:
+        raise Forbidden("only admins may read the platform's revenue")
+    read.catch_up("orders")
+    return PlatformRevenuePublic(currencies=platform_revenue.platform_revenue(read.conn))

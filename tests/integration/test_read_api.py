@@ -36,6 +36,7 @@ from read_api.consistency import LogWatermark, TopicPart
 from read_api.embedding import EmbedderUnavailable, MiniLmEmbedder
 from read_api.queries.licence_check import decide
 from read_api.search import PRICE_BANDS, reciprocal_rank_fusion
+from schemas.base import MAX_MINOR_UNITS
 from tests.support import require_services
 
 pytestmark = pytest.mark.integration
@@ -723,13 +724,41 @@ def test_metrics_health_and_openapi(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     spec = client.get("/openapi.json").json()
     assert spec["info"]["title"] == "Bazaar read API"
-    routes = {path for path in spec["paths"] if path.startswith("/v1/")}
-    assert routes == {
-        "/v1/listings/search", "/v1/listings/{listing_id}", "/v1/listings/{listing_id}/similar",
-        "/v1/orders/{order_id}", "/v1/wallets/{user_id}", "/v1/sellers/{seller_id}/dashboard",
-        "/v1/licences/{licence_id}/check", "/v1/users/{user_id}/trust",
-    }
-    for path in routes:
+    assert set(READ_MODEL_ROUTES) <= set(spec["paths"])
+    for path, (private, statuses) in READ_MODEL_ROUTES.items():
         operation = spec["paths"][path]["get"]
         assert operation["description"], path
         assert "after" in {param["name"] for param in operation["parameters"]}, path
+        # Public routes take a token but do not need one: the empty requirement says so.
+        assert ({} not in operation["security"]) if private else (operation.get("security", [{}]).count({}) == 1)
+        assert set(operation["responses"]) == {"200", *map(str, statuses)}, path
+        for status in statuses:
+            schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorPublic"}, (path, status)
+        assert "Retry-After" in operation["responses"]["429"]["headers"], path
+
+
+def test_openapi_declares_the_bounds_of_search_numbers(client: TestClient) -> None:
+    parameters = client.get("/openapi.json").json()["paths"]["/v1/listings/search"]["get"]["parameters"]
+    bounds: dict[str, tuple[Any, Any]] = {}
+    for param in parameters:
+        schema = next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") != "null")
+        bounds[param["name"]] = (schema.get("minimum"), schema.get("maximum"))
+    assert bounds["price_min"] == bounds["price_max"] == (0, MAX_MINOR_UNITS)
+    assert bounds["condition_min"] == (0, 1)
+    assert bounds["page"] == (1, 10_000) and bounds["size"] == (1, 100)
+
+
+COMMON = (408, 409, 422, 429, 503)
+# Each read-model route: does it need a token, and every error status it can answer.
+READ_MODEL_ROUTES: dict[str, tuple[bool, tuple[int, ...]]] = {
+    "/v1/listings/search": (False, COMMON),
+    "/v1/listings/{listing_id}": (False, (401, 404, *COMMON)),
+    "/v1/listings/{listing_id}/similar": (False, (401, 404, *COMMON)),
+    "/v1/orders/{order_id}": (True, (401, 403, 404, *COMMON)),
+    "/v1/wallets/{user_id}": (True, (401, 403, 404, *COMMON)),
+    "/v1/sellers/{seller_id}/dashboard": (True, (401, 403, 404, *COMMON)),
+    "/v1/licences/{licence_id}/check": (True, (401, 403, 404, *COMMON)),
+    "/v1/users/{user_id}/trust": (False, (404, *COMMON)),
+    "/v1/platform/revenue": (True, (401, 403, *COMMON)),
+}
