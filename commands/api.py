@@ -37,9 +37,10 @@ def body_model(command: type[BaseModel], *path_fields: str) -> type[BaseModel]:
     fields: dict[str, Any] = {
         name: (info.annotation, info) for name, info in command.model_fields.items() if name not in path_fields
     }
-    model: type[BaseModel] = create_model(
-        f"{command.__name__}Body", __config__=ConfigDict(extra="forbid"), __doc__=command.__doc__, **fields
-    )
+    # The command's cross-field rules (schemas.rules) go with it: they name body fields only.
+    config = ConfigDict(extra="forbid", json_schema_extra=command.model_config.get("json_schema_extra"))
+    model: type[BaseModel] = create_model(f"{command.__name__}Body", __config__=config, __doc__=command.__doc__,
+                                          **fields)
     return model
 
 

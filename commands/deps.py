@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import WithJsonSchema
 
 from commands.application import Marketplace
 from infra.tokens import AuthError, Principal, TokenVerifier
@@ -35,7 +36,9 @@ async def get_principal(
 
 async def get_if_match(
     if_match: Annotated[
-        str | None, Header(pattern=IF_MATCH_PATTERN, description='expected aggregate version, e.g. 3 or "3"')
+        str | None,
+        Header(pattern=IF_MATCH_PATTERN, description='expected aggregate version, e.g. 3 or "3"'),
+        WithJsonSchema({"type": "string", "pattern": IF_MATCH_PATTERN}),  # absent or a string, never null
     ] = None,
 ) -> int | None:
     return None if if_match is None else int(if_match.removeprefix("W/").strip('"'))
@@ -43,7 +46,9 @@ async def get_if_match(
 
 async def get_idempotency_key(
     idempotency_key: Annotated[
-        str | None, Header(min_length=1, max_length=200, description="retry-safe key, 1 to 200 characters")
+        str | None,
+        Header(min_length=1, max_length=200, description="retry-safe key, 1 to 200 characters"),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200}),
     ] = None,
 ) -> str | None:
     return idempotency_key

@@ -25,7 +25,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.NotPartyError: FORBIDDEN,
     errors.InvalidTimestampError: MALFORMED,
     ForbiddenError: FORBIDDEN,
-    IdempotencyKeyReused: MALFORMED,  # the same key sent with another request body
+    IdempotencyKeyReused: CONFLICT,  # the key is taken by another request: well-formed, but the state refuses
     EmailTakenError: CONFLICT,
     money.InvalidMoneyError: MALFORMED,
     money.MoneyOutOfRangeError: MALFORMED,

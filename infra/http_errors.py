@@ -39,5 +39,7 @@ def install_error_handlers(app: FastAPI, *, not_found_code: str = "http.not_foun
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, say): malformed, like bad JSON
+            return error_response(422, "request.invalid", str(exc.detail))
         code = not_found_code if exc.status_code == 404 else f"http.{exc.status_code}"
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))

@@ -10,6 +10,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,23 +31,58 @@ Currency = Annotated[
     str, AfterValidator(_check_currency), WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN})
 ]
 """ISO 4217 code: three upper-case letters."""
+def _whole_number(value: object) -> object:
+    """An integer as JSON (and JSON Schema) means it: 12 and 12.0 are the same number; "12", 12.5 and true are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON integer (minor units), not a string or a boolean")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be a whole number of minor units")
+        return int(value)
+    return value
+
+
 MAX_MINOR_UNITS = 10**15
 """The largest amount of money Bazaar handles, in minor units: any amount, balance or escrow stays within it,
 so that sums over thousands of them still fit a 64-bit integer (PostgreSQL bigint) on the read side."""
 MinorUnits = Annotated[
     int,
     Field(strict=True, ge=0, le=MAX_MINOR_UNITS, description="integer minor units (e.g. cents): a balance or a fee"),
+    BeforeValidator(_whole_number),
 ]
 PositiveMinorUnits = Annotated[
     int,
     Field(strict=True, ge=1, le=MAX_MINOR_UNITS, description="integer minor units (e.g. cents) of an amount moved"),
+    BeforeValidator(_whole_number),
 ]
 BasisPoints = Annotated[int, Field(ge=0, le=10_000, description="basis points: 0..10000")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=HASH_PATTERN)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+# Whitespace spelled out (what Python's str.strip removes, plus U+FEFF): "\s" means different sets in
+# Python, in pydantic's Rust regex engine and in JSON Schema's ECMA-262 patterns.
+SPACE_CLASS = r"\t\n\x0b\x0c\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_SPACES = "\t\n\x0b\x0c\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    chr(code) for code in range(0x2000, 0x200B)
+)
+
+
+def trim_spaces(value: str) -> str:
+    return value.strip(_SPACES)
+
+
+def solid_pattern(min_length: int) -> str:
+    """At least `min_length` characters besides surrounding whitespace (which `trim_spaces` then removes).
+
+    JSON Schema has no "length after trimming", so that minimum is this pattern, checked here by the same pattern.
+    """
+    solid = f"[^{SPACE_CLASS}]"
+    return solid if min_length == 1 else f"{solid}[\\s\\S]{{{min_length - 2},}}{solid}"
+
+
+Trim = AfterValidator(trim_spaces)
+Title = Annotated[str, StringConstraints(max_length=200, pattern=solid_pattern(3)), Trim]
 Description = Annotated[str, StringConstraints(max_length=20_000)]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
+Category = Annotated[str, StringConstraints(max_length=100, pattern=solid_pattern(1)), Trim]
+Reason = Annotated[str, StringConstraints(max_length=2_000, pattern=solid_pattern(1)), Trim]
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 

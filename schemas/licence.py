@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
+from schemas import rules
 from schemas.base import CommandSchema, CreatedEventSchema, EventSchema, Reason
 
 LicenceKindName = Literal["perpetual", "time_limited", "usage_metered"]
@@ -70,6 +71,11 @@ class LicenceExpired(_LicenceEvent):
 class IssueLicence(CommandSchema):
     """Issue a licence: time_limited needs expires_at, usage_metered needs quota, perpetual neither."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        rules.all_of(rules.is_("kind", "perpetual"), rules.absent("expires_at"), rules.absent("quota")),
+        rules.all_of(rules.is_("kind", "time_limited"), rules.given("expires_at"), rules.absent("quota")),
+        rules.all_of(rules.is_("kind", "usage_metered"), rules.absent("expires_at"), rules.given("quota")),
+    ]})
     schema_name: ClassVar[str] = "IssueLicence"
 
     listing_id: UUID
@@ -102,6 +108,7 @@ class RecordUsage(CommandSchema):
 class RenewLicence(CommandSchema):
     """Extend a licence: a later expires_at (time_limited) or added_quota (usage_metered)."""
 
+    model_config = ConfigDict(json_schema_extra=rules.exactly_one("expires_at", "added_quota"))
     schema_name: ClassVar[str] = "RenewLicence"
 
     licence_id: UUID

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, JsonValue, field_validator, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from schemas import rules
 from schemas.base import (
     BasisPoints,
     Category,
@@ -98,6 +99,8 @@ class ListingEnriched(_ListingEvent):
     image_hashes: list[str]
     model_id: str
     model_version: str
+    # Added with the enrichment worker; events recorded before it decode with None.
+    quality_score: float | None = None
 
 
 class ListingBoosted(_ListingEvent):
@@ -160,6 +163,8 @@ def _check_attributes(value: dict[str, JsonValue] | None) -> dict[str, JsonValue
 class DraftListing(CommandSchema):
     """Draft a new listing (the seller is the authenticated user)."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"royalty_bps": {"maximum": 0}}}, rules.given("creator_id")]})
     schema_name: ClassVar[str] = "DraftListing"
 
     kind: ListingKindName
@@ -183,6 +188,7 @@ class DraftListing(CommandSchema):
 class ReviseListing(CommandSchema):
     """Change a listing's texts or attributes; omitted fields stay as they are."""
 
+    model_config = ConfigDict(json_schema_extra=rules.at_least_one("title", "description", "category", "attributes"))
     schema_name: ClassVar[str] = "ReviseListing"
 
     listing_id: UUID
@@ -228,6 +234,7 @@ class EnrichListing(CommandSchema):
     embedding_ref: ShortText | None = None
     condition_score: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
     image_hashes: list[ShortText] = Field(default_factory=list, max_length=50)
+    quality_score: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class BoostListing(CommandSchema):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 
+from schemas import rules
 from schemas.base import CommandSchema, CreatedEventSchema, EventSchema, Reference
 
 SignalKindName = Literal["review", "completed_order", "dispute_outcome", "fraud_flag", "kyc_verified"]
@@ -55,6 +56,8 @@ class TrustScoreRecomputed(_TrustEvent):
 class RecordTrustSignal(CommandSchema):
     """Record a signal about a user: reviews need stars 1..5, dispute outcomes need won/lost."""
 
+    model_config = ConfigDict(json_schema_extra=rules.all_of(
+        rules.given_only_when("stars", "kind", "review"), rules.given_only_when("outcome", "kind", "dispute_outcome")))
     schema_name: ClassVar[str] = "RecordTrustSignal"
 
     user_id: UUID

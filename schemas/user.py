@@ -9,19 +9,22 @@ from __future__ import annotations
 from typing import Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from schemas.base import CommandSchema, CreatedEventSchema, EventSchema
+from schemas.base import SPACE_CLASS, CommandSchema, CreatedEventSchema, EventSchema, Trim, solid_pattern, trim_spaces
 
 RoleName = Literal["admin", "seller", "buyer", "auditor"]
+_NOT_AT_OR_SPACE = f"[^@{SPACE_CLASS}]+"
 Email = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
-                      pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    StringConstraints(max_length=254, pattern=(
+        f"^[{SPACE_CLASS}]*{_NOT_AT_OR_SPACE}@{_NOT_AT_OR_SPACE}\\.{_NOT_AT_OR_SPACE}[{SPACE_CLASS}]*$"
+    )),
+    AfterValidator(lambda email: trim_spaces(email).lower()),
 ]
 Password = Annotated[str, StringConstraints(min_length=12, max_length=256)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Address = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
+DisplayName = Annotated[str, StringConstraints(max_length=100, pattern=solid_pattern(1)), Trim]
+Address = Annotated[str, StringConstraints(max_length=500), Trim]
 
 
 class _UserEvent(EventSchema):

@@ -161,7 +161,7 @@ def test_retried_idempotent_command_appends_once(api: httpx.Client, marketplace:
 
     assert first.status_code == again.status_code == 200
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
-    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency.key_reused"
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "idempotency.key_reused"
     assert marketplace.recorder.max_notification_id() == before
     assert balances(marketplace, buyer.user_id) == (700, 0)
 
@@ -211,11 +211,13 @@ def test_money_is_a_strict_bounded_integer_and_balances_stay_within_the_bound(
     api: httpx.Client, marketplace: Marketplace
 ) -> None:
     buyer = register(api, "buyer")
-    for bad in (2**63, 10**30, MAX_MINOR_UNITS + 1, "12", 12.0, 12.5, True, 0, -1):
+    for bad in (2**63, 10**30, 1e20, MAX_MINOR_UNITS + 1, "12", 12.5, True, None, 0, -1):
         refused = _deposit(api, buyer, bad)
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.json()["error"]["code"] == "request.invalid"
-    assert _deposit(api, buyer, MAX_MINOR_UNITS - 5).status_code == 200
+    # JSON has one number type: 5.0 is the integer 5 (as the published JSON Schema's "integer" says).
+    assert _deposit(api, buyer, MAX_MINOR_UNITS - 10).status_code == 200
+    assert _deposit(api, buyer, 5.0).json()["available"] == MAX_MINOR_UNITS - 5
     over = _deposit(api, buyer, 6)
 
     assert over.status_code == 409 and over.json()["error"]["code"] == "wallet.balance_limit"

@@ -15,7 +15,7 @@ from domain.errors import DomainError
 # The policy, written out once per code: a new error class without an entry here fails the first test.
 EXPECTED = {
     "domain.error": 409, "domain.not_found": 404, "domain.not_party": 403, "domain.naive_timestamp": 422,
-    "auth.forbidden": 403, "idempotency.key_reused": 422, "user.email_taken": 409,
+    "auth.forbidden": 403, "idempotency.key_reused": 409, "user.email_taken": 409,
     "money.invalid": 422, "money.out_of_range": 422, "money.invalid_bps": 422, "money.negative": 409,
     "money.currency_mismatch": 409,
     "wallet.error": 409, "wallet.insufficient_funds": 409, "wallet.balance_limit": 409,
