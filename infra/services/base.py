@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -366,32 +366,3 @@ def service_paths(settings: Settings, name: str) -> tuple[Path, Path, Path]:
         settings.log_dir / f"{name}.log",
         settings.run_dir / f"{name}.pid",
     )
-
-
-def maven_copy_dependencies(
-    settings: Settings,
-    pom: Path,
-    dest: Path,
-    log_file: Path,
-    properties: Mapping[str, str] | None = None,
-) -> None:
-    """Resolve a pom's runtime dependencies from Maven Central into dest (once; skipped when present)."""
-    marker = dest / ".complete"
-    if marker.exists():
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
-        f"-Dmaven.repo.local={settings.cache_dir / 'm2'}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={dest}",
-        "-DincludeScope=runtime",
-        # Pom properties such as a version chosen in settings (-Dkafka.version=...).
-        *(f"-D{key}={value}" for key, value in (properties or {}).items()),
-    ]
-    with open(log_file, "ab") as log:
-        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise ServiceStartError(pom.parent.name, "mvn dependency:copy-dependencies failed", log_file)
-    marker.write_text("ok\n")

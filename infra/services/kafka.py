@@ -10,10 +10,10 @@ from pathlib import Path
 from infra.services.base import (
     ManagedService,
     ServiceStartError,
-    maven_copy_dependencies,
     port_open,
     stop_pid,
 )
+from infra.services.maven import maven_copy_dependencies
 from infra.settings import REPO_ROOT, Settings
 
 JVM_DIR = REPO_ROOT / "infra" / "jvm" / "kafka"

@@ -16,10 +16,10 @@ from typing import Any
 from infra.services.base import (
     ManagedService,
     ServiceStartError,
-    maven_copy_dependencies,
     may_dial,
     stop_pid,
 )
+from infra.services.maven import maven_copy_dependencies
 from infra.settings import Settings
 
 NAME = "opensearch"
