@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     command_api_port: int = 8000
     read_api_port: int = 8001
+    # Read API throttle: requests per client IP per window (0 turns it off), counted in Redis.
+    read_rate_limit: int = 100
+    read_rate_limit_window_s: int = 1
     # Read-your-writes: a read with `?after=` waits at most this long (then 408); Kafka end offsets are
     # fetched at most once per TTL while reads wait.
     read_after_timeout_s: float = 5.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -57,8 +56,7 @@ def create_app(
     `?after=` is decided by read_api.consistency over `projection_topics` (each projection's topics, handed
     in by the composition root from the projections' registry) and `end_offsets` (Kafka unless given).
     """
-    config = config or replace(ReadApiConfig.from_settings(settings), after_timeout_s=settings.read_after_timeout_s,
-                               end_offsets_ttl_s=settings.read_end_offsets_ttl_s)
+    config = config or ReadApiConfig.from_settings(settings)
     metrics = RequestMetrics()
 
     @asynccontextmanager

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 from infra.settings import Settings
+from schemas.names import SEARCH_ALIAS
 
-SEARCH_ALIAS = "bazaar-listings"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def rate_limit_of(requests: int, window_s: int) -> str | None:
+    """`requests` per `window_s` seconds in `limits` notation; 0 requests turns throttling off."""
+    if requests < 0 or window_s < 1:
+        raise ValueError(f"a rate limit needs requests >= 0 and a window >= 1 s, not {requests}/{window_s} s")
+    return f"{requests}/{window_s} seconds" if requests > 0 else None
 
 
 @dataclass(frozen=True)
@@ -23,7 +30,7 @@ class ReadApiConfig:
     after_timeout_s: float = 5.0
     after_poll_s: float = 0.02
     # Per client IP, in `limits` notation; None turns throttling off.
-    rate_limit: str | None = "100/second"
+    rate_limit: str | None = "100/1 seconds"
     rate_limit_prefix: str = "bazaar-reads"
     # Kafka end offsets are fetched at most this often while reads wait.
     end_offsets_ttl_s: float = 0.1
@@ -37,13 +44,13 @@ class ReadApiConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ReadApiConfig:
-        """Defaults, then any `read_<option>` field the settings class defines, then explicit overrides."""
+        """The options `BAZAAR_READ_*` settings set, then explicit overrides."""
         from_settings = {
-            field.name: getattr(settings, f"read_{field.name}")
-            for field in fields(cls)
-            if hasattr(settings, f"read_{field.name}")
+            "rate_limit": rate_limit_of(settings.read_rate_limit, settings.read_rate_limit_window_s),
+            "after_timeout_s": settings.read_after_timeout_s,
+            "end_offsets_ttl_s": settings.read_end_offsets_ttl_s,
         }
-        return replace(cls(), **{**from_settings, **overrides})
+        return cls(**{**from_settings, **overrides})
 
     @property
     def search_path(self) -> str | None:

@@ -717,6 +717,25 @@ def test_rate_limit_per_client(settings: Settings, schema: str, alias: str, seed
         assert limited.get("/health").status_code == 200
 
 
+def test_rate_limit_settings_set_the_limit_and_its_window(schema: str, alias: str, seeded: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BAZAAR_READ_RATE_LIMIT", "2")
+    monkeypatch.setenv("BAZAAR_READ_RATE_LIMIT_WINDOW_S", "60")
+    configured = Settings()
+    config = ReadApiConfig.from_settings(configured, pg_schema=schema, search_alias=alias,
+                                         rate_limit_prefix=f"rtest-{uuid.uuid4().hex}")
+    with TestClient(create_app(configured, projection_topics=TOPICS, config=config,
+                               end_offsets=FixedEndOffsets())) as limited:
+        statuses = [limited.get(f"/v1/users/{SELLER}/trust").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        retry_after = int(limited.get(f"/v1/users/{SELLER}/trust").headers["Retry-After"])
+        assert 1 < retry_after <= 60  # the 60 s window, not the default 1 s one
+    monkeypatch.setenv("BAZAAR_READ_RATE_LIMIT", "0")
+    monkeypatch.setenv("BAZAAR_READ_AFTER_TIMEOUT_S", "0.3")
+    unthrottled = ReadApiConfig.from_settings(Settings())
+    assert unthrottled.rate_limit is None and unthrottled.after_timeout_s == 0.3  # 0 turns throttling off
+
+
 def test_metrics_health_and_openapi(client: TestClient) -> None:
     client.get(f"/v1/users/{SELLER}/trust")
     metrics = client.get("/metrics").text
