@@ -108,7 +108,8 @@ def to_event(item: ActivityIn, user_id: UUID | None, known: dict[UUID, str] | No
     category = item.category
     if category is None and known and item.listing_id in known:
         category = known[item.listing_id]
-    return ActivityEvent(
+    # Every field was validated as ActivityIn or comes from the token: skip validating it all again.
+    return ActivityEvent.model_construct(
         event_id=uuid.uuid4(), kind=item.kind,
         actor=f"user:{user_id}" if user_id is not None else f"session:{item.session_id}",
         user_id=user_id, listing_id=item.listing_id, listing_known=listing_known, category=category,

@@ -16,6 +16,7 @@ transaction, a restart resumes exactly after the last committed record: nothing 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,15 +121,16 @@ class TrendStore:
         result: dict[str, str] = self.client.hgetall(self.keys.key("meta"))
         return result
 
-    def commit(self, result: BatchResult, now_ms: int) -> None:
-        """Write the batch, its offsets, the closed windows' rankings and updates in one MULTI/EXEC."""
+    def commit(self, result: BatchResult, panes: Mapping[PaneKey, Pane], now_ms: int) -> None:
+        """Write the batch (its panes as they now are), its offsets, the closed windows' rankings and updates
+        in one MULTI/EXEC."""
         epoch_key = self.keys.key("epoch")
         with self.client.pipeline(transaction=True) as pipe:
             pipe.watch(epoch_key)
             if int(pipe.get(epoch_key) or 0) != self.epoch:
                 raise Fenced(f"job {self.keys.name}: a newer instance holds epoch {pipe.get(epoch_key)}")
             pipe.multi()
-            self._write_state(pipe, result)
+            self._write_state(pipe, result, panes)
             if result.closed:
                 self._write_outputs(pipe, result.closed, now_ms)
             try:
@@ -136,16 +138,19 @@ class TrendStore:
             except redis.WatchError as error:
                 raise Fenced(f"job {self.keys.name}: epoch changed during a commit") from error
 
-    def _write_state(self, pipe: Any, result: BatchResult) -> None:
+    def _write_state(self, pipe: Any, result: BatchResult, panes: Mapping[PaneKey, Pane]) -> None:
         k = self.keys
-        for pane_key, delta in result.deltas.items():
-            fields = {f"k:{kind}": n for kind, n in delta.kinds.items()}
-            fields.update({f"c:{category}": n for category, n in delta.categories.items()})
-            for field_name, n in fields.items():
-                pipe.hincrby(k.pane(pane_key), field_name, n)
-            if delta.new_actors:
-                pipe.sadd(k.actors(pane_key), *delta.new_actors)
-            pipe.sadd(k.key("panes"), pane_key.id)
+        touched = [key for key in result.deltas if key in panes]  # a pane closed in this batch is gone
+        for pane_key in touched:
+            # Absolute counts from the job's copy (loaded from here at start): one command per pane.
+            pane = panes[pane_key]
+            fields = {f"k:{kind}": n for kind, n in pane.kinds.items()}
+            fields.update({f"c:{category}": n for category, n in pane.categories.items()})
+            pipe.hset(k.pane(pane_key), mapping=fields)
+            if result.deltas[pane_key].new_actors:
+                pipe.sadd(k.actors(pane_key), *result.deltas[pane_key].new_actors)
+        if touched:
+            pipe.sadd(k.key("panes"), *(pane_key.id for pane_key in touched))
         for pane_key in result.dropped_panes:
             pipe.delete(k.pane(pane_key), k.actors(pane_key))
             pipe.srem(k.key("panes"), pane_key.id)

@@ -135,7 +135,7 @@ class TrendJob:
         if result.closed:
             self._publish(result)
         if result.offsets or result.closed_upto is not None:
-            self.store.commit(result, now_ms=int(time.time() * 1000))
+            self.store.commit(result, self.engine.state.panes, now_ms=int(time.time() * 1000))
         return result
 
     def _idle(self, now: float) -> set[int]:

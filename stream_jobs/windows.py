@@ -214,31 +214,35 @@ class WindowEngine:
         """Close every window ending at or before the watermark, oldest first; forget panes no one needs."""
         if watermark is None or watermark <= self.state.closed_upto:
             return
-        ends = sorted({end for pane in self.state.panes for end in _window_ends(pane)
-                       if self.state.closed_upto < end <= watermark})
-        for end in ends:
-            result.closed.extend(self._windows_ending(end, "5m", result))
-            result.closed.extend(self._windows_ending(end, "1h", result))
-        self.state.closed_upto = watermark
-        result.closed_upto = watermark
-        for pane_key in sorted(key for key in self.state.panes if key.start + HOUR_MS <= watermark):
-            del self.state.panes[pane_key]
-            result.dropped_panes.append(pane_key)
+        first_end = self.state.closed_upto - self.state.closed_upto % PANE_MS + PANE_MS
+        self.state.closed_upto = result.closed_upto = watermark
+        if watermark < first_end:
+            return  # no window ends in between: only the watermark moved
+        by_start: dict[int, list[tuple[PaneKey, Pane]]] = {}
+        for key, pane in self.state.panes.items():
+            by_start.setdefault(key.start, []).append((key, pane))
+        if by_start:
+            last_end = min(watermark, max(by_start) + HOUR_MS)
+            for end in range(max(first_end, min(by_start) + PANE_MS), last_end + 1, PANE_MS):
+                result.closed.extend(self._windows_ending(end, "5m", by_start, result))
+                result.closed.extend(self._windows_ending(end, "1h", by_start, result))
+        for start in sorted(start for start in by_start if start + HOUR_MS <= watermark):
+            for pane_key, _ in sorted(by_start[start], key=lambda item: item[0]):
+                del self.state.panes[pane_key]
+                result.dropped_panes.append(pane_key)
         for vol_key in sorted(self.state.closed_volumes):
             if int(vol_key.rsplit("|", 1)[1]) + HOUR_MS < watermark:
                 del self.state.closed_volumes[vol_key]
                 result.expired_volumes.append(vol_key)
 
-    def _windows_ending(self, end: int, window: str, result: BatchResult) -> list[TrendWindow]:
-        length = WINDOW_MS[window]
+    def _windows_ending(self, end: int, window: str, by_start: Mapping[int, list[tuple[PaneKey, Pane]]],
+                        result: BatchResult) -> list[TrendWindow]:
         members: dict[tuple[str, str], list[Pane]] = {}
-        for key, pane in self.state.panes.items():
-            if end - length <= key.start < end:
+        for start in range(end - WINDOW_MS[window], end, PANE_MS):
+            for key, pane in by_start.get(start, ()):
                 members.setdefault((key.scope, key.key), []).append(pane)
-        windows = []
-        for (scope, name), panes in sorted(members.items()):
-            windows.append(self._window(window, scope, name, end, panes, result))
-        return windows
+        return [self._window(window, scope, name, end, panes, result)
+                for (scope, name), panes in sorted(members.items())]
 
     def _window(self, window: str, scope: str, key: str, end: int, panes: list[Pane],
                 result: BatchResult) -> TrendWindow:
@@ -264,8 +268,3 @@ class WindowEngine:
             kinds=dict(sorted(kinds.items())), previous_volume=previous, velocity=velocity,
             score=trending_score(kinds, len(actors), velocity),
         )
-
-
-def _window_ends(pane: PaneKey) -> range:
-    """Ends of every window holding the pane: its own (5m) and the 12 hopping hours (the 5m end among them)."""
-    return range(pane.end, pane.start + HOUR_MS + 1, PANE_MS)
