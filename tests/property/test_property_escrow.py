@@ -1,4 +1,8 @@
-"""Random command sequences over wallets, listings and orders: money is conserved, logs replay exactly."""
+"""Random command sequences over wallets, listings and orders: money is conserved, logs replay exactly.
+
+Amounts reach up to `MAX_MINOR_UNITS`: no wallet ever holds more, and a move that would overfill one is
+refused whole (nothing half-written).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from domain.listing import Listing
 from domain.money import Money
 from domain.order import Order
 from domain.wallet import PLATFORM_OWNER_ID, Wallet
+from schemas.base import MAX_MINOR_UNITS
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 USERS = [UUID(int=i) for i in range(1, 5)]
@@ -28,13 +33,15 @@ LISTINGS = [
     (0, "goods", 12_345, 0, None),
     (1, "dataset", 999, 500, CREATOR),
     (2, "goods", 1, 1_000, USERS[3]),
+    (3, "dataset", MAX_MINOR_UNITS, 0, None),
 ]
 
 users = st.sampled_from(USERS)
 # Mostly the right party acts, so that sequences get deep into the state machine; others test refusals.
 mostly_seller = st.sampled_from(["seller", "seller", "seller", "buyer", "other"])
 mostly_buyer = st.sampled_from(["buyer", "buyer", "buyer", "seller", "other"])
-amounts = st.integers(min_value=1, max_value=30_000)
+amounts = st.one_of(st.integers(min_value=1, max_value=30_000),
+                    st.integers(min_value=MAX_MINOR_UNITS - 30_000, max_value=MAX_MINOR_UNITS))
 
 
 class EscrowMachine(RuleBasedStateMachine):
@@ -98,7 +105,14 @@ class EscrowMachine(RuleBasedStateMachine):
 
     @rule(user=users, amount=amounts)
     def deposit(self, user: UUID, amount: int) -> None:
-        self.wallets[user].deposit(amount=Money(amount, EUR), reference="psp", now=self.now())
+        wallet = self.wallets[user]
+        room = MAX_MINOR_UNITS - wallet.total.amount
+        try:
+            wallet.deposit(amount=Money(amount, EUR), reference="psp", now=self.now())
+        except DomainError as refused:
+            assert refused.code == "wallet.balance_limit" and amount > room
+            assert not wallet.pending_events
+            return
         self.deposited += amount
         self.save(self.wallets[user])
 
@@ -220,6 +234,10 @@ class EscrowMachine(RuleBasedStateMachine):
         assert all(
             w.available_amount >= 0 and all(h > 0 for h in w.holds.values()) for w in self.wallets.values()
         )
+
+    @invariant()
+    def no_balance_passes_the_bound(self) -> None:
+        assert all(w.total.amount <= MAX_MINOR_UNITS for w in self.wallets.values())
 
     @invariant()
     def holds_match_open_escrows(self) -> None:
