@@ -37,6 +37,7 @@ from commands.audit.heads import HeadStore, leaf_data
 from commands.audit.keys import public_key
 from commands.audit.merkle import MerkleLog, leaf_hash, verify_consistency
 from commands.audit.signing import SignatureError, SignedTreeHead, generate_private_key, verify_tree_head
+from commands.audit.tree import TREE_TABLE
 from commands.relay import POSITIONS_TABLE, IntegrityError, Relay
 from domain.chain import event_hash
 from domain.money import Money
@@ -407,6 +408,18 @@ def assert_heads_match_store(iso: Isolated, heads: list[tuple[SignedTreeHead, in
             verify_consistency(older.size, newer.size, proof, older.root_hash, newer.root_hash)
 
 
+def assert_stored_tree_is_the_store_s(iso: Isolated, size: int) -> None:
+    """The relay's stored nodes are exactly the nodes of the store's tree, each leaf with its event's id."""
+    leaves, nids = stored_leaves(iso)
+    expected = MerkleLog(leaves[:size])
+    with iso.connect() as conn:
+        rows = conn.execute(f"SELECT level, position, hash, notification_id FROM {TREE_TABLE}").fetchall()
+    assert {(level, position): bytes(h) for level, position, h, _ in rows} == {
+        (level, position): h for level, position, h in expected.nodes_completed(0)}
+    assert sorted((position, nid) for level, position, _, nid in rows if level == 0) == list(
+        enumerate(nids[:size]))
+
+
 # --- tests ---------------------------------------------------------------------------------------------
 
 
@@ -546,6 +559,7 @@ def test_signed_tree_heads_are_stored_published_and_match_the_store(iso: Isolate
     assert {500, 1_000, 1_500, 2_000, 2_300, 2_500} <= set(sizes)
     assert sizes[-1] == 2_500  # the graceful stop signed the rest
     assert_heads_match_store(iso, heads)
+    assert_stored_tree_is_the_store_s(iso, 2_500)
 
     published = [json.loads(record.value) for record in read_topic(iso.settings, iso.checkpoints_topic)]
     stored_docs = [{**signed.to_dict(), "last_notification_id": nid} for signed, nid in heads]
@@ -574,3 +588,18 @@ def test_relay_refuses_a_rewritten_log(iso: Isolated) -> None:
             restarted.acquire()
     finally:
         restarted.close()
+
+
+def test_a_relay_stores_the_tree_nodes_a_log_relayed_before_lacked(iso: Isolated) -> None:
+    iso.open_wallets(30, deposits=4)
+    with running(iso.relay(checkpoint_interval_s=0.2)):
+        wait_for(caught_up(iso), 30, "the relay to publish 150 events")
+    with iso.connect() as conn:  # only the nodes of its first 37 leaves kept (a superuser bypasses the trigger)
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(f"DELETE FROM {TREE_TABLE} WHERE (position + 1) * (1::bigint << level) > 37")
+    iso.open_wallets(10, deposits=1)
+    with running(iso.relay(checkpoint_interval_s=0.2)):
+        wait_for(caught_up(iso), 30, "the restarted relay to catch up")
+    assert_stored_tree_is_the_store_s(iso, 170)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), iso.connect() as conn:
+        conn.execute(f"UPDATE {TREE_TABLE} SET hash = hash")
