@@ -38,3 +38,13 @@ def test_every_process_runs_a_bazaar_sub_command() -> None:
            if command.callback is not None}
     for proc in _processes():
         assert proc.args[0] in own | set(LAYER_COMMANDS), f"{proc.name}: `bazaar {proc.args[0]}` does not exist"
+
+
+def test_the_readme_lists_every_process_with_its_command_and_ready_events() -> None:
+    readme = (REPO / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines() if line.startswith("| ")}
+    for proc in _processes():
+        assert proc.name in rows, f"README's process table lacks {proc.name}"
+        assert f"`bazaar {' '.join(proc.args)}`" in rows[proc.name]
+        for event in proc.ready_events:
+            assert f"`{event}`" in rows[proc.name], f"README: {proc.name} is ready on {event}"
