@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,18 @@ from read_api.deps import Context, MaybeCaller
 from read_api.errors import ReadError
 from read_api.models import ErrorPublic
 from read_api.streams import Streams, StreamsContext
-from schemas.activity import MAX_CLOCK_SKEW_S, ActivityAccepted, ActivityBatchIn, ActivityEvent, ActivityIn
+from schemas.activity import (
+    MAX_CLOCK_SKEW_S,
+    SESSION_ID_PATTERN,
+    ActivityAccepted,
+    ActivityBatchIn,
+    ActivityEvent,
+    ActivityIn,
+)
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/v1", tags=["activity"])
+SESSION_PATTERN = re.compile(SESSION_ID_PATTERN)
 KNOWN_LISTINGS_SQL = "SELECT listing_id, category FROM rm_listings WHERE listing_id = ANY(%s)"
 
 
@@ -122,8 +131,7 @@ def produce(streams: StreamsContext, events: Sequence[ActivityEvent]) -> None:
     try:
         futures = [
             streams.producer.send(streams.activity_topic, key=e.actor.encode(), value=e.model_dump_json().encode(),
-                                  headers=[("schema_name", ActivityEvent.schema_name.encode()),
-                                           ("schema_version", str(ActivityEvent.schema_version).encode())])
+                                  headers=_headers())
             for e in events
         ]
         for future in futures:
@@ -132,3 +140,22 @@ def produce(streams: StreamsContext, events: Sequence[ActivityEvent]) -> None:
         log.warning("activity.produce.failed", error=str(error))
         raise ActivityUnavailable("the broker did not acknowledge the batch; retry it",
                                   {"error": type(error).__name__}) from error
+
+
+def _headers() -> list[tuple[str, bytes]]:
+    return [("schema_name", ActivityEvent.schema_name.encode()),
+            ("schema_version", str(ActivityEvent.schema_version).encode())]
+
+
+def emit_search(streams: StreamsContext, user_id: UUID | None, query: str, category: str | None,
+                session_id: str | None) -> None:
+    """Publish a `search` event for a search this API served: sent, not awaited (a search never waits on the
+    broker); a send that fails is logged. Anonymous searches without a valid session id share one actor."""
+    now = datetime.now(UTC)
+    session = session_id if session_id and SESSION_PATTERN.match(session_id) else "anonymous"
+    item = ActivityIn.model_construct(kind="search", occurred_at=now, listing_id=None, category=category,
+                                      query=query[:500], session_id=session)
+    event = to_event(item, user_id, None, now)
+    future = streams.producer.send(streams.activity_topic, key=event.actor.encode(),
+                                   value=event.model_dump_json().encode(), headers=_headers())
+    future.add_errback(lambda error: log.warning("activity.search_event.failed", error=str(error)))

@@ -23,7 +23,8 @@ MAX_BATCH = 500
 MAX_CLOCK_SKEW_S = 24 * 60 * 60
 """Event times further than this from the server's clock are refused (422 `activity.time_out_of_range`)."""
 
-SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{8,128}$")]
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{8,128}$"
+SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN)]
 Query = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 WindowName = Literal["5m", "1h"]
 Scope = Literal["category", "listing"]

@@ -41,13 +41,19 @@ def run_command(
 
 
 @jobs_app.command("status")
-def status_command(redis_prefix: str = typer.Option("", help="the job's Redis key prefix")) -> None:
+def status_command(
+    topic_prefix: str = typer.Option(names.TOPIC_PREFIX, help="the job reads <prefix>activity"),
+    redis_prefix: str = typer.Option("", help="the job's Redis key prefix"),
+) -> None:
     """Per job: input lag, events, late events (counted, dropped), windows closed, watermark, last output."""
+    from infra.logging import configure_logging
     from stream_jobs.status import job_status
     from stream_jobs.trend_job import TrendJobConfig
 
+    configure_logging("WARNING")
     settings = get_settings()
-    row = job_status(settings, TrendJobConfig.from_settings(settings, redis_prefix=redis_prefix))
+    config = TrendJobConfig.from_settings(settings, topic_prefix=topic_prefix, redis_prefix=redis_prefix)
+    row = job_status(settings, config)
     table = Table(title="Bazaar stream jobs")
     for column in ("job", "input", "input lag", "events", "late counted", "late dropped", "undecodable",
                    "windows closed", "watermark", "last output"):

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 import uvicorn
 from kafka import TopicPartition
+from typer.testing import CliRunner
 
 from infra.adapters.kafka import make_admin, make_consumer, make_producer
 from infra.adapters.redis import make_redis
@@ -37,6 +38,7 @@ from read_api.config import ReadApiConfig
 from read_api.streams import StreamsOptions
 from schemas import names
 from schemas.activity import ActivityEvent, TrendWindow
+from stream_jobs.cli import jobs_app
 from stream_jobs.trend_job import TrendJob, TrendJobConfig
 from tests.support import require_services
 
@@ -190,6 +192,12 @@ def test_known_activity_gives_exact_windows_unique_users_velocities_and_late_cou
         assert 0 < client.ttl(f"{prefix}trends:1h:listings") <= settings.trends_ranking_ttl_1h_s
     finally:
         client.close()
+    status = CliRunner().invoke(jobs_app, ["status", "--topic-prefix", sandbox.topic_prefix,
+                                           "--redis-prefix", sandbox.redis_prefix])
+    assert status.exit_code == 0, status.output
+    row = next(line for line in status.output.splitlines() if sandbox.activity in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[2:8] == ["0", str(TOTAL), "1", "1", "0", "28"]  # lag, events, late in, dropped, bad, windows
 
 
 # -- kill -9 mid-stream ----------------------------------------------------------------------------------------
@@ -478,3 +486,26 @@ def test_sse_delivers_each_closed_window_within_two_seconds_and_resumes_after_la
     finally:
         stop.set()
         runner.join(timeout=10)
+
+
+def test_a_served_search_becomes_a_search_event_without_waiting_for_the_broker(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    import asyncio
+
+    from read_api.activity_routes import emit_search
+    from read_api.streams import open_streams
+
+    user = uuid.uuid4()
+
+    async def emit() -> None:
+        async with open_streams(settings, StreamsOptions(sandbox.topic_prefix, sandbox.redis_prefix)) as streams:
+            emit_search(streams, user, "leica m6", "cameras", None)
+            emit_search(streams, None, "tripod", None, "tab-8c1f20aa")
+            emit_search(streams, None, "lamp", None, "bad id")  # not a session id: the shared anonymous actor
+
+    asyncio.run(emit())  # closing the producer delivers what was sent
+    found = {e.query: e for _, e in activity_on_topic(settings, sandbox.activity)}
+    assert {q: (e.kind, e.actor, e.category) for q, e in found.items()} == {
+        "leica m6": ("search", f"user:{user}", "cameras"), "tripod": ("search", "session:tab-8c1f20aa", None),
+        "lamp": ("search", "session:anonymous", None)}
