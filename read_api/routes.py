@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
@@ -12,7 +12,6 @@ from infra.tokens import require_owner_or_admin
 from read_api.deps import Caller, Context, MaybeCaller, Read
 from read_api.errors import Forbidden, NotFound
 from read_api.models import (
-    ErrorPublic,
     LicenceCheckPublic,
     ListingPublic,
     OrderPublic,
@@ -23,6 +22,7 @@ from read_api.models import (
     TrustPublic,
     WalletsPublic,
 )
+from read_api.openapi import OPTIONAL_AUTH, error_responses
 from read_api.queries import (
     licence_check,
     listing_detail,
@@ -37,39 +37,8 @@ from read_api.search import SearchParams, projections_for
 
 router = APIRouter(prefix="/v1")
 
-# What each error status of the read API means; every body is ErrorPublic.
-ERROR_STATUSES: dict[int, str] = {
-    401: "No, an invalid or an expired bearer token (`auth.*`).",
-    403: "The caller may not read this (`auth.forbidden`).",
-    404: "No such row in the read model (`read.not_found`).",
-    408: "`?after=` was not reached within the wait limit (`read.not_caught_up`); retry.",
-    409: "`?after=` names a position the projection dead-lettered (`read.position_dead_lettered`).",
-    422: "A malformed or out-of-range parameter (`request.invalid`); `details` lists each reason.",
-    429: "Too many requests from this address (`rate.limited`); retry after `Retry-After` seconds.",
-    503: "A read store, the search index or the embedding model is unavailable; retry later.",
-}
-ERROR_HEADERS: dict[int, dict[str, Any]] = {
-    401: {"WWW-Authenticate": {"description": "`Bearer`", "required": True, "schema": {"type": "string"}}},
-    429: {"Retry-After": {"description": "seconds until the window resets", "required": True,
-                          "schema": {"type": "integer", "minimum": 1}}},
-}
-# Every /v1 route: `?after=` (408, 409), parameters (422), the throttle (429), the stores (503).
-COMMON_STATUSES = (408, 409, 422, 429, 503)
-# FastAPI declares a bearer dependency as required; this empty requirement makes it optional (OpenAPI:
-# any one entry of `security` suffices), for routes that answer anonymous callers too.
-OPTIONAL_AUTH: dict[str, Any] = {"security": [{}]}
 
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer, with their real body and headers."""
-    return {
-        status: {"model": ErrorPublic, "description": ERROR_STATUSES[status],
-                 **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {})}
-        for status in sorted({*COMMON_STATUSES, *statuses})
-    }
-
-
-@router.get("/listings/search", tags=["listings"], responses=_errors())
+@router.get("/listings/search", tags=["listings"], responses=error_responses())
 def search_listings(
     context: Context, read: Read, params: Annotated[SearchParams, Query()]
 ) -> SearchResultsPublic:
@@ -78,7 +47,8 @@ def search_listings(
     return context.search.run(read.conn, params)
 
 
-@router.get("/listings/{listing_id}", tags=["listings"], responses=_errors(401, 404), openapi_extra=OPTIONAL_AUTH)
+@router.get("/listings/{listing_id}", tags=["listings"], responses=error_responses(401, 404),
+            openapi_extra=OPTIONAL_AUTH)
 def get_listing(listing_id: UUID, caller: MaybeCaller, read: Read) -> ListingPublic:
     """A listing's detail page; drafts, suspended and withdrawn listings are shown to their seller and admins only."""
     read.catch_up("listings")
@@ -90,7 +60,7 @@ def get_listing(listing_id: UUID, caller: MaybeCaller, read: Read) -> ListingPub
     return listing
 
 
-@router.get("/listings/{listing_id}/similar", tags=["listings"], responses=_errors(401, 404),
+@router.get("/listings/{listing_id}/similar", tags=["listings"], responses=error_responses(401, 404),
             openapi_extra=OPTIONAL_AUTH)
 def get_similar_listings(
     listing_id: UUID, caller: MaybeCaller, read: Read,
@@ -107,7 +77,7 @@ def get_similar_listings(
     return SimilarListingsPublic(listing_id=listing_id, items=items)
 
 
-@router.get("/orders/{order_id}", tags=["orders"], responses=_errors(401, 403, 404))
+@router.get("/orders/{order_id}", tags=["orders"], responses=error_responses(401, 403, 404))
 def get_order(order_id: UUID, caller: Caller, read: Read) -> OrderPublic:
     """An order with its escrow state, for its buyer, its seller and admins."""
     read.catch_up("orders")
@@ -118,7 +88,7 @@ def get_order(order_id: UUID, caller: Caller, read: Read) -> OrderPublic:
     return order
 
 
-@router.get("/wallets/{user_id}", tags=["wallets"], responses=_errors(401, 403, 404))
+@router.get("/wallets/{user_id}", tags=["wallets"], responses=error_responses(401, 403, 404))
 def get_wallets(user_id: UUID, caller: Caller, read: Read) -> WalletsPublic:
     """A user's wallet balances in every currency, for that user and admins."""
     require_owner_or_admin(caller, user_id, message="only the wallet owner and admins may read balances")
@@ -129,7 +99,7 @@ def get_wallets(user_id: UUID, caller: Caller, read: Read) -> WalletsPublic:
     return WalletsPublic(user_id=user_id, balances=balances)
 
 
-@router.get("/sellers/{seller_id}/dashboard", tags=["sellers"], responses=_errors(401, 403, 404))
+@router.get("/sellers/{seller_id}/dashboard", tags=["sellers"], responses=error_responses(401, 403, 404))
 def get_seller_dashboard(seller_id: UUID, caller: Caller, read: Read) -> SellerDashboardPublic:
     """A seller's listings, orders, revenue, fees and conversion per currency, for that seller and admins."""
     require_owner_or_admin(caller, seller_id, message="only the seller and admins may read a dashboard")
@@ -140,7 +110,7 @@ def get_seller_dashboard(seller_id: UUID, caller: Caller, read: Read) -> SellerD
     return SellerDashboardPublic(seller_id=seller_id, currencies=currencies)
 
 
-@router.get("/licences/{licence_id}/check", tags=["licences"], responses=_errors(401, 403, 404))
+@router.get("/licences/{licence_id}/check", tags=["licences"], responses=error_responses(401, 403, 404))
 def check_licence(licence_id: UUID, caller: Caller, read: Read) -> LicenceCheckPublic:
     """May the licence be used now (ok, revoked, expired, quota_exhausted)? For licensee, seller and admins."""
     read.catch_up("licences")
@@ -152,7 +122,7 @@ def check_licence(licence_id: UUID, caller: Caller, read: Read) -> LicenceCheckP
     return licence_check.check_licence(licence, datetime.now(UTC))
 
 
-@router.get("/users/{user_id}/trust", tags=["users"], responses=_errors(404))
+@router.get("/users/{user_id}/trust", tags=["users"], responses=error_responses(404))
 def get_trust(user_id: UUID, read: Read) -> TrustPublic:
     """A user's public trust score."""
     read.catch_up("trust")
@@ -162,7 +132,7 @@ def get_trust(user_id: UUID, read: Read) -> TrustPublic:
     return trust
 
 
-@router.get("/platform/revenue", tags=["platform"], responses=_errors(401, 403))
+@router.get("/platform/revenue", tags=["platform"], responses=error_responses(401, 403))
 def get_platform_revenue(caller: Caller, read: Read) -> PlatformRevenuePublic:
     """The platform's fees, royalties paid out and escrow held, per currency, for admins."""
     if not caller.is_admin:
