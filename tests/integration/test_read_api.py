@@ -2,6 +2,7 @@
 
 The read tables are created with the projections' own DDL (projections/read_models/), the index with the
 projections' mappings (projections.read_models.search), so the queries here are checked against the real contract.
+Over 400 lines because every test reads one seeded world (schema, index, vectors) built once for the module.
 """
 
 from __future__ import annotations
