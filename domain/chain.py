@@ -9,8 +9,10 @@ An auditor recomputes it from a decoded stored event alone (`hash_fields` works 
 the type name is the part after ":" of the stored topic. The first event links to `GENESIS_HASH`.
 
 The chain only protects events that have a successor: altering an aggregate's last event is caught by
-the log-wide Merkle checkpoints, not here. Stored chained events are never upcast in place (that would
-change their hash); schema upcasters work on the published JSON instead.
+the log-wide Merkle checkpoints, not here. `ChainChecker` is the one chain check: `verify_chain` runs it
+over domain events, `bazaar audit verify` over stored rows and Kafka messages. Stored chained events
+are never upcast in place (that would change their hash); schema upcasters work on the published JSON
+instead.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -197,51 +198,196 @@ class ChainBreak:
     detail: str
 
 
-@dataclass
-class _Head:
-    expected_version: int = 1
-    last_hash: str = GENESIS_HASH
+@dataclass(frozen=True)
+class LocatedBreak:
+    """A chain break found by `ChainChecker`, with where in the log it is (position, notification id)."""
+
+    reason: BreakReason
+    detail: str
+    aggregate_id: Any
+    """The aggregate's id as the caller keyed it (a UUID, or its text for auditors reading rows)."""
+    version: int
+    position: int | None = None
+    """0-based place in log order; None where unknown (events read from Kafka)."""
+    notification_id: int | None = None
+    where: str | None = None
+
+    def sort_key(self) -> tuple[int, int, int]:
+        """Log order: by notification id where known, else by position."""
+        order = self.notification_id if self.notification_id is not None else self.position or 0
+        return (0, order, self.version)
 
 
-def _later_versions(events: Sequence[ChainedEvent]) -> list[set[tuple[UUID, int]]]:
-    """For each index, the (aggregate, version) pairs that occur after it."""
-    later: list[set[tuple[UUID, int]]] = [set() for _ in events]
-    seen: set[tuple[UUID, int]] = set()
-    for i in range(len(events) - 1, -1, -1):
-        later[i] = set(seen)
-        seen.add((events[i].originator_id, events[i].originator_version))
-    return later
+_BROKEN = -1
+_PENDING = "pending"
 
 
-def _check_one(event: ChainedEvent, head: _Head, still_to_come: set[tuple[UUID, int]]) -> ChainBreak | None:
-    agg_id, version = event.originator_id, event.originator_version
-    if version < head.expected_version:
-        return ChainBreak(agg_id, version, "duplicated", f"version {version} appears more than once")
-    if version > head.expected_version:
-        missing = head.expected_version
-        if (agg_id, missing) in still_to_come:
-            return ChainBreak(agg_id, missing, "reordered", f"version {version} comes before {missing}")
-        return ChainBreak(agg_id, missing, "missing", f"version {missing} is absent (next is {version})")
-    if event.prev_hash != head.last_hash:
-        # The link recorded in this event no longer matches its predecessor (or genesis): either the
-        # predecessor's content or this event's prev_hash was changed; report the predecessor.
-        altered = max(version - 1, 1)
-        return ChainBreak(agg_id, altered, "altered", f"prev_hash of version {version} does not match")
-    head.expected_version = version + 1
-    head.last_hash = event_hash(event)
-    return None
+@dataclass(frozen=True)
+class _Gap:
+    expected: int
+    seen: int
+    position: int | None
+    notification_id: int
+    where: str | None
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A prev_hash that did not match: which event changed is known only at the next event."""
+
+    version: int
+    position: int | None
+    notification_id: int
+    prev_position: int | None
+    prev_notification_id: int
+    expected_prev: str
+    hash: str
+    where: str | None
+
+
+class ChainChecker:
+    """Checks every aggregate's chain over events given in log order (the auditors' tool and `verify_chain`).
+
+    Keeps the first break of each aggregate.
+
+    `states[aggregate]` is [next version, hash of the last event, its position, its notification id];
+    the next version is `_BROKEN` once the aggregate's chain has a reported break.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[Any, list[Any]] = {}
+        self.problems: list[LocatedBreak] = []
+        self._gaps: dict[Any, _Gap] = {}
+        self._links: dict[Any, _Link] = {}
+
+    def check(
+        self, position: int | None, nid: int, agg: Any, version: int, prev: str, digest: str,
+        where: str | None = None,
+    ) -> None:
+        """Check one event against its aggregate's chain so far."""
+        state = self.states.get(agg)
+        if state is not None and state[0] == version and state[1] == prev:
+            state[0], state[1], state[2], state[3] = version + 1, digest, position, nid
+        elif state is None and version == 1 and prev == GENESIS_HASH:
+            self.states[agg] = [2, digest, position, nid]
+        else:
+            self.anomaly(state, position, nid, agg, version, prev, digest, where)
+
+    def unreadable(self, position: int | None, nid: int, agg: Any, version: int, detail: str,
+                   where: str | None = None) -> None:
+        """An event that does not decode: it was altered, and its aggregate's chain stops here."""
+        self.problems.append(LocatedBreak("altered", detail, agg, version, position, nid, where=where))
+        state = self.states.setdefault(agg, [1, GENESIS_HASH, position, nid])
+        self._break(state, position, nid)
+
+    def anomaly(
+        self, state: list[Any] | None, position: int | None, nid: int, agg: Any, version: int,
+        prev: str, digest: str, where: str | None = None,
+    ) -> None:
+        """Everything but the next event of a sound chain."""
+        if state is None:
+            state = self.states[agg] = [1, GENESIS_HASH, None, 0]
+        link = self._links.pop(agg, None)
+        if link is not None:
+            self._resolve_link(agg, link, version, prev)
+            self._break(state, position, nid)
+            return
+        if state[0] == _BROKEN:
+            self._watch_gap(agg, version, position, nid, where)
+            state[2], state[3] = position, nid
+            return
+        expected = state[0]
+        if version == expected:
+            self._links[agg] = _Link(version, position, nid, state[2], state[3], state[1], digest, where)
+            state[0], state[1], state[2], state[3] = version + 1, _PENDING, position, nid
+            return
+        if version > expected:
+            self._gaps[agg] = _Gap(expected, version, position, nid, where)
+        else:
+            detail = f"version {version} appears again after version {expected - 1}"
+            self.problems.append(LocatedBreak("duplicated", detail, agg, version, position, nid, where=where))
+        self._break(state, position, nid)
+
+    def _break(self, state: list[Any], position: int | None, nid: int) -> None:
+        state[0], state[1], state[2], state[3] = _BROKEN, _PENDING, position, nid
+
+    def _watch_gap(self, agg: Any, version: int, position: int | None, nid: int, where: str | None) -> None:
+        gap = self._gaps.get(agg)
+        if gap is not None and version == gap.expected:
+            del self._gaps[agg]
+            detail = (
+                f"version {gap.seen} comes before version {gap.expected} in the log "
+                f"(version {gap.expected} is at notification {nid})"
+            )
+            self.problems.append(
+                LocatedBreak("reordered", detail, agg, gap.expected, gap.position, gap.notification_id,
+                        where=gap.where)
+            )
+
+    def _resolve_link(self, agg: Any, link: _Link, version: int | None, prev: str | None) -> None:
+        k = link.version
+        if version == k + 1 and prev == link.expected_prev:
+            detail = f"versions {k} and {k + 1} hold each other's events (version {k + 1} links to {k - 1})"
+            self.problems.append(
+                LocatedBreak("reordered", detail, agg, k, link.position, link.notification_id, where=link.where)
+            )
+            return
+        if version == k + 1 and prev != link.hash:
+            # Both links around k are broken: k itself (its prev_hash or content) was changed.
+            detail = f"its hash and its prev_hash both disagree with the chain (versions {k - 1} and {k + 1})"
+            self.problems.append(
+                LocatedBreak("altered", detail, agg, k, link.position, link.notification_id, where=link.where)
+            )
+            return
+        self.problems.append(self._predecessor_altered(agg, link, certain=version == k + 1))
+
+    def _predecessor_altered(self, agg: Any, link: _Link, *, certain: bool) -> LocatedBreak:
+        k = link.version
+        if k == 1:
+            return LocatedBreak("altered", "the first event's prev_hash is not the genesis hash", agg, 1,
+                           link.position, link.notification_id, where=link.where)
+        detail = f"its hash no longer matches the prev_hash recorded by version {k}"
+        if not certain:
+            detail += f" (or version {k}'s own prev_hash was changed: nothing follows it)"
+        return LocatedBreak("altered", detail, agg, k - 1, link.prev_position, link.prev_notification_id,
+                       where=link.where)
+
+    def finish(self) -> list[LocatedBreak]:
+        """Resolve what only the end of the log decides; the problems found, in log order."""
+        for agg, link in self._links.items():
+            self.problems.append(self._predecessor_altered(agg, link, certain=False))
+        self._links.clear()
+        for agg, gap in self._gaps.items():
+            detail = f"version {gap.expected} is absent (version {gap.seen} follows version {gap.expected - 1})"
+            self.problems.append(
+                LocatedBreak("missing", detail, agg, gap.expected, gap.position, gap.notification_id,
+                        where=gap.where)
+            )
+        self._gaps.clear()
+        self.problems.sort(key=LocatedBreak.sort_key)
+        return self.problems
+
+    def last_events_between(self, low: int, high: int) -> list[tuple[Any, int, int, int]]:
+        """(aggregate, version, position, notification id) of sound chains whose last event is in [low, high)."""
+        found = []
+        for agg, (next_version, _, position, nid) in self.states.items():
+            if next_version != _BROKEN and position is not None and low <= position < high:
+                found.append((agg, next_version - 1, position, nid))
+        return sorted(found, key=lambda item: item[2])
 
 
 def verify_chain(events: Iterable[Any]) -> ChainBreak | None:
     """Check the hash chains of the events (any mix of aggregates, in log order); first break or None.
 
-    Takes decoded domain events (anything shaped like `ChainedEvent` that is a dataclass event).
+    Takes decoded domain events (anything shaped like `ChainedEvent` that is a dataclass event); the
+    same `ChainChecker` the auditors' `verify` runs over stored rows.
     """
-    ordered: list[ChainedEvent] = list(events)
-    later = _later_versions(ordered)
-    heads: defaultdict[UUID, _Head] = defaultdict(_Head)
-    for i, event in enumerate(ordered):
-        found = _check_one(event, heads[event.originator_id], later[i])
-        if found is not None:
-            return found
-    return None
+    checker = ChainChecker()
+    for position, event in enumerate(events):
+        checker.check(position, position, event.originator_id, event.originator_version, event.prev_hash,
+                      event_hash(event))
+    found = checker.finish()
+    if not found:
+        return None
+    first = found[0]
+    return ChainBreak(first.aggregate_id, first.version, first.reason, first.detail)

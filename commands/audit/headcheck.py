@@ -12,12 +12,12 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg import sql
 
-from commands.audit.chains import ChainChecker
 from commands.audit.heads import HEADS_TABLE
 from commands.audit.merkle import AuditError, RootBuilder
 from commands.audit.report import Problem
 from commands.audit.signing import SignedTreeHead, verify_tree_head
 from commands.audit.source import LogSource
+from domain.chain import ChainChecker
 
 _MAX_LISTED = 5
 

@@ -18,14 +18,14 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from commands.audit.chains import ChainChecker
+from commands.audit.chains import as_problems
 from commands.audit.codec import UnreadableEvent
 from commands.audit.headcheck import StoredHead, check_heads
 from commands.audit.heads import leaf_of
 from commands.audit.merkle import RootBuilder
 from commands.audit.report import Problem, VerifyReport, unique_problems
 from commands.audit.signing import key_id
-from domain.chain import from_envelope, hash_fields
+from domain.chain import ChainChecker, from_envelope, hash_fields
 from infra.settings import Settings
 from schemas import names
 from schemas.messages import TOPIC_PREFIX, header_value
@@ -194,7 +194,7 @@ def verify_kafka(
     roots = RootBuilder(head.tree_size for head in heads)
     roots.extend(leaf for _, leaf in leaves)
     report.problems = unique_problems(
-        report.problems + chains.finish() + check_heads(heads, roots, nids, public_key, chains)
+        report.problems + as_problems(chains.finish()) + check_heads(heads, roots, nids, public_key, chains)
     )
     report.events, report.aggregates, report.heads = len(leaves), len(chains.states), len(heads)
     report.latest_head_size = max((h.signed.size for h in heads if h.signed is not None), default=0)

@@ -24,7 +24,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg import sql
 
-from commands.audit.chains import ChainChecker
+from commands.audit.chains import as_problems
 from commands.audit.codec import StoredHasher, UnreadableEvent, canonical_fields
 from commands.audit.headcheck import (
     StoredHead,
@@ -40,7 +40,7 @@ from commands.audit.report import Problem, VerifyReport, unique_problems
 from commands.audit.signing import key_id
 from commands.audit.source import LogSource, Row, stream_rows
 from commands.audit.tree import stored_leaves, tree_table_exists
-from domain.chain import GENESIS_HASH
+from domain.chain import GENESIS_HASH, ChainChecker
 
 MAX_UNSIGNED_AGE_S = SIGNING_INTERVAL_S + SIGNING_GRACE_S
 """Events older than this must be under a signed head (the relay signs every SIGNING_INTERVAL_S)."""
@@ -94,7 +94,7 @@ def verify_store(
     sizes = [h.tree_size for h in [*heads, *evidence.trusted, *published]]
     scan = _scan(source, sizes, on_progress)
     chains = scan.chains
-    problems = chains.finish()
+    problems = as_problems(chains.finish())
     problems += check_heads(heads, scan.roots, scan.nids, public_key, chains, "store")
     problems += check_heads(evidence.trusted, scan.roots, scan.nids, public_key, chains, "trusted heads")
     problems += missing_kept_heads(heads, evidence.trusted)
