@@ -23,12 +23,17 @@ from kafka import KafkaConsumer, TopicPartition
 from infra.adapters.kafka import bootstrap_servers
 from infra.settings import Settings
 from read_api.errors import NotCaughtUp, ReadError
-from schemas.names import PROJECTION_CHECKPOINTS_TABLE, RELAY_NAME, RELAY_POSITIONS_TABLE
+from schemas.names import (
+    PROJECTION_CHECKPOINTS_TABLE,
+    PROJECTION_DEAD_LETTERS_TABLE,
+    RELAY_NAME,
+    RELAY_POSITIONS_TABLE,
+)
 
 log = structlog.get_logger(__name__)
 
 # Written by projections/checkpoints.py in the transaction that advances the checkpoint past the position.
-DEAD_LETTERS_TABLE = "projection_dead_letters"
+DEAD_LETTERS_TABLE = PROJECTION_DEAD_LETTERS_TABLE
 # A broker slower than this leaves the position "not known yet": reads keep polling within their own bound.
 END_OFFSETS_TIMEOUT_MS = 2_000
 TopicPart = tuple[str, int]

@@ -21,6 +21,7 @@ RELAY_POSITIONS_TABLE = "bazaar_relay_positions"
 AUDIT_HEADS_TABLE = "bazaar_audit_heads"
 PROJECTION_CHECKPOINTS_TABLE = "projection_checkpoints"
 PROJECTION_STATUS_TABLE = "projection_status"
+PROJECTION_DEAD_LETTERS_TABLE = "projection_dead_letters"
 
 # The live search index is always read through this alias (`<alias>-v<N>` behind it).
 SEARCH_ALIAS = "bazaar-listings"
