@@ -54,12 +54,19 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 from commands.audit.codec import FastMapper, fast_event_and_hash
 from commands.audit.heads import SIGNING_INTERVAL_S, HeadStore, leaf_of
 from commands.audit.keys import signing_key
-from commands.audit.merkle import MerkleLog
-from commands.audit.signing import SignedTreeHead, make_tree_head, sign_tree_head
+from commands.audit.merkle import AuditError, MerkleLog
+from commands.audit.signing import (
+    SignatureError,
+    SignedTreeHead,
+    key_id,
+    make_tree_head,
+    sign_tree_head,
+    verify_tree_head,
+)
 from commands.audit.tree import append_nodes, backfill, create_tree_table
 from commands.messages import to_message
 from commands.store import eventsourcing_env
-from infra.adapters.kafka import ensure_topics, make_producer
+from infra.adapters.kafka import ensure_topics, make_consumer, make_producer
 from infra.settings import Settings, get_settings
 from schemas import names
 from schemas.messages import TOPIC_PREFIX, EventMessage
@@ -338,6 +345,7 @@ class Relay:
             )
         self.position = position
         self._check_latest_head()
+        self._store_last_published_head()
         # A log relayed before tree nodes were stored gets them once, from the tree just checked.
         backfilled = backfill(conn, self.tree, nids)
         self._log.info(
@@ -384,6 +392,61 @@ class Relay:
         if self.tree.root(signed.size) != signed.root_hash:
             raise IntegrityError(f"the store's Merkle root at size {signed.size} differs from its signed head")
         self._last_head_size = signed.size
+
+    def _store_last_published_head(self) -> None:
+        """Store the checkpoints topic's last head if a crash came between publishing and storing it.
+
+        A head is published before it is stored; without this, one on the topic and never in the table
+        would fail `audit verify`'s comparison of the two copies for good. Stored only when our key signed
+        it and our tree, just checked against the store, gives its root.
+        """
+        last = self._last_published()
+        if last is None or last.signed.size > self.tree.size:
+            return
+        signed = last.signed
+        if signed.head.key_id != key_id(self.private_key.public_key()):
+            return
+        try:
+            verify_tree_head(self.private_key.public_key(), signed)
+        except SignatureError:
+            return
+        if self.tree.root(signed.size) != signed.root_hash:
+            raise IntegrityError(f"the store's Merkle root at size {signed.size} differs from the head last published")
+        stored = self._require_heads().latest()
+        if stored is None or stored[0].size < signed.size:
+            self._require_heads().add(signed, last.last_notification_id)
+            self._last_head_size = max(self._last_head_size, signed.size)
+            self._log.warning("relay.head.restored", tree_size=signed.size)
+
+    def _last_published(self) -> Checkpoint | None:
+        """The last message of the checkpoints topic, or None (no topic, empty, unreadable, broker down)."""
+        from kafka import TopicPartition
+
+        try:
+            consumer = make_consumer(self.settings, group_id=None, client_id=f"bazaar-relay-{self.name}-heads")
+        except KafkaError:
+            return None
+        try:
+            partitions = [TopicPartition(self.checkpoints_topic, p)
+                          for p in sorted(consumer.partitions_for_topic(self.checkpoints_topic) or ())]
+            if not partitions:
+                return None
+            consumer.assign(partitions)
+            ends = consumer.end_offsets(partitions)
+            if not any(ends.values()):
+                return None
+            for tp in partitions:
+                consumer.seek(tp, max(0, ends[tp] - 1))
+            records = [r for batch in consumer.poll(timeout_ms=2_000).values() for r in batch]
+            if not records:
+                return None
+            doc = json.loads(max(records, key=lambda r: r.timestamp).value)
+            return Checkpoint(SignedTreeHead.from_dict(doc), int(doc["last_notification_id"]))
+        except (KafkaError, AuditError, KeyError, TypeError, ValueError) as exc:
+            self._log.warning("relay.head.unreadable", error=repr(exc))
+            return None
+        finally:
+            consumer.close()
 
     def release(self) -> None:
         """Give up the lock (closing the connection does it too, so a dead relay frees it anyway)."""

@@ -603,3 +603,20 @@ def test_a_relay_stores_the_tree_nodes_a_log_relayed_before_lacked(iso: Isolated
     assert_stored_tree_is_the_store_s(iso, 170)
     with pytest.raises(psycopg.errors.InsufficientPrivilege), iso.connect() as conn:
         conn.execute(f"UPDATE {TREE_TABLE} SET hash = hash")
+
+
+def test_a_head_published_but_not_stored_before_a_crash_is_stored_on_restart(iso: Isolated) -> None:
+    iso.open_wallets(20, deposits=4)
+    with running(iso.relay(checkpoint_interval_s=0.2)):
+        wait_for(caught_up(iso), 30, "the relay to publish 100 events")
+    last, _ = stored_heads(iso)[-1]
+    with iso.connect() as conn:  # the crash window: published, never stored
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM bazaar_audit_heads WHERE tree_size = %s", (last.size,))
+    assert last.size not in {signed.size for signed, _ in stored_heads(iso)}
+    restarted = iso.relay()
+    try:
+        assert restarted.acquire()
+    finally:
+        restarted.close()
+    assert stored_heads(iso)[-1][0] == last
