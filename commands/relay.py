@@ -1,4 +1,5 @@
 """The relay: publishes the event store's notification log to Kafka, in order, with signed Merkle checkpoints.
+(Over 400 lines: delivery, the single-active lock and the transparency log share one connection and loop.)
 
 Delivery. Each batch of notifications is mapped to messages (`commands.messages.to_message`) and sent;
 the position advances only once the broker acknowledged every message of the batch. The next batch is
@@ -21,8 +22,12 @@ move the position.
 Transparency log. Leaf i of an RFC 6962 Merkle tree is the i-th event in notification order
 (`commands.audit.heads.leaf_data`). The tree size is stored with the position in one statement, and on
 start the tree is rebuilt from the store up to that size (and checked against the latest signed head).
-Every `checkpoint_every` events or `checkpoint_interval_s` seconds the relay signs the tree head
-(Ed25519), publishes it to `<prefix>audit.checkpoints` and stores it in `bazaar_audit_heads`.
+Every `checkpoint_every` events or `checkpoint_interval_s` seconds (5 s: also when idle, on the poll
+timer) the relay signs the tree head (Ed25519), publishes it to `<prefix>audit.checkpoints` and stores it
+in `bazaar_audit_heads`. The tree's nodes are stored with each position (`commands.audit.tree`), so
+proofs read O(log n) of them; on start the relay backfills nodes the table lacks and stores the topic's
+last head if a crash came between publishing and storing it. It reads the log with `LogReader`: the
+store's recorder and a fast mapper, not the command side's application.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 """`bazaar audit ...`: the auditors' command line (mounted by infra/cli.py as a Typer sub-app).
+(Over 400 lines: one short Typer command per auditor task, with their shared options and printers.)
 
 verify [--from-kafka|--from-store]    hash chains and signed heads; exit 0 only when all holds
        [--trusted-heads PATH] [--cross-check] [--allow-unsigned-tail] [--no-checkpoints]

@@ -1,5 +1,9 @@
 """RFC 6962 / RFC 9162 Merkle tree over the event log: hashing, an incremental log, proofs and verifiers.
+(Over 400 lines: the one tree module — the RFC 9162 tree, its proofs and their verifiers are one spec.)
 
+Roots and proofs are computed over perfect-subtree hashes wherever they are kept: in memory (`MerkleLog`,
+the relay's), from a table (`NodeMap`, `commands.audit.tree`), or as only the right edge (`RootBuilder`,
+verify's). `first_difference` finds the first differing leaf of two trees by subtree comparison.
 The relay appends one leaf per event (leaf hash = SHA-256(0x00 || event bytes)) and publishes signed heads
 of the tree; anyone holding a head checks an inclusion proof for one event, or a consistency proof between
 two heads, with the verifiers here alone. Verifiers follow RFC 9162 sections 2.1.3.2 and 2.1.4.2 step by

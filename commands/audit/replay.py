@@ -1,4 +1,5 @@
 """`bazaar audit replay`: rebuild every aggregate from the log alone and compare it with the store's state.
+(Over 400 lines: the store and Kafka replays share the rebuild and the attribute-by-attribute comparison.)
 
 From the store: the notification log is read once in order (server-side cursor), each event decoded as
 the eventsourcing mapper does and applied with the event's own `mutate`, which also checks that

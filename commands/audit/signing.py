@@ -1,4 +1,5 @@
 """Signed tree heads (Ed25519), key encodings and the JSON shapes of heads and proofs.
+(Over 400 lines: every signed or proven document shape with its parser, which auditors read as one spec.)
 
 Everything here is pure: keys come in and go out as bytes or text, clocks are read by the caller, and
 where keys are stored is decided elsewhere. A holder of the log's public key checks any proof document
