@@ -22,10 +22,11 @@ import structlog
 from infra.adapters.redis import make_redis
 from infra.secrets import stored_secret
 from infra.settings import Settings
+from schemas import names
 
 log = structlog.get_logger(__name__)
 ROLES = ("admin", "seller", "buyer", "auditor")
-GENERATIONS_TABLE = "bazaar_token_generations"
+GENERATIONS_TABLE = names.TOKEN_GENERATIONS_TABLE
 # SET the key to ARGV[1] unless it already holds a larger value; answer the value kept.
 _RAISE_TO = """
 local kept = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -37,7 +38,7 @@ return kept
 
 def cache_key(user_id: UUID) -> str:
     """The Redis key caching a user's token generation."""
-    return f"bazaar:token-generation:{user_id}"
+    return f"{names.TOKEN_GENERATION_KEY_PREFIX}{user_id}"
 
 
 class AuthError(Exception):

@@ -22,11 +22,15 @@ AUDIT_HEADS_TABLE = "bazaar_audit_heads"
 PROJECTION_CHECKPOINTS_TABLE = "projection_checkpoints"
 PROJECTION_STATUS_TABLE = "projection_status"
 PROJECTION_DEAD_LETTERS_TABLE = "projection_dead_letters"
+TOKEN_GENERATIONS_TABLE = "bazaar_token_generations"
 
 # The live search index is always read through this alias (`<alias>-v<N>` behind it).
 SEARCH_ALIAS = "bazaar-listings"
 
 RELAY_NAME = "main"
+
+# Redis key prefixes.
+TOKEN_GENERATION_KEY_PREFIX = "bazaar:token-generation:"
 
 
 def topic(suffix: str, prefix: str = TOPIC_PREFIX) -> str:
