@@ -265,6 +265,7 @@ def test_a_job_killed_with_sigkill_mid_stream_and_restarted_yields_identical_win
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
+    process.stderr.close()  # type: ignore[union-attr]
     killed_at = sum(int(o) for o in client.hvals(offsets_key))
     assert killed_at < count, "the job finished before it was killed: nothing was tested"
 
@@ -280,6 +281,7 @@ def test_a_job_killed_with_sigkill_mid_stream_and_restarted_yields_identical_win
     finally:
         process.terminate()
         process.wait(timeout=20)
+        process.stderr.close()  # type: ignore[union-attr]
     meta = client.hgetall(meta_key)
     for counter in ("events", "late_accepted", "late_dropped", "windows_closed", "closed_upto"):
         assert meta[counter] == ref_meta[counter], counter
@@ -422,6 +424,12 @@ class SseReader(threading.Thread):
         self.stop = False
 
     def run(self) -> None:
+        try:
+            self._read()
+        except httpx.HTTPError:
+            return  # the server stopped at the end of the test: the stream ends with it
+
+    def _read(self) -> None:
         with self.client.stream("GET", "/v1/trends/stream", headers=self.headers, timeout=None) as response:
             self.connected.set()
             frame: dict[str, str] = {}
@@ -509,3 +517,29 @@ def test_a_served_search_becomes_a_search_event_without_waiting_for_the_broker(
     assert {q: (e.kind, e.actor, e.category) for q, e in found.items()} == {
         "leica m6": ("search", f"user:{user}", "cameras"), "tripod": ("search", "session:tab-8c1f20aa", None),
         "lamp": ("search", "session:anonymous", None)}
+
+
+def test_the_simulator_posts_hot_categories_and_zipf_listings_through_the_api(
+    settings: Settings, sandbox: Sandbox, read_api: httpx.Client
+) -> None:
+    import typer
+
+    from stream_jobs.simulate import HOT, simulate
+
+    cli = typer.Typer()
+    cli.command()(simulate)
+    result = CliRunner().invoke(cli, ["--users", "50", "--rate", "1000", "--minutes", "20", "--compress", "600",
+                                      "--url", str(read_api.base_url)])
+    assert result.exit_code == 0, result.output
+    events = [e for _, e in activity_on_topic(settings, sandbox.activity)]
+    assert len(events) == 2000  # 20 minutes of event time in 2 s of wall time at 1,000 events/s
+    span = max(e.occurred_at for e in events) - min(e.occurred_at for e in events)
+    assert timedelta(minutes=19) < span <= timedelta(minutes=20)
+    hot = sum(1 for e in events if e.category in HOT)
+    assert hot / len(events) > 0.55  # 60 % of sessions pick a hot category, plus their share of the rest
+    listings: dict[uuid.UUID, int] = {}
+    for e in events:
+        if e.listing_id is not None:
+            listings[e.listing_id] = listings.get(e.listing_id, 0) + 1
+    top = sorted(listings.values(), reverse=True)
+    assert top[0] > 10 * top[len(top) // 2]  # Zipf: the head listing far above the median one
