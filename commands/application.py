@@ -24,6 +24,7 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from commands.group_commit import CommitUnit, ConcurrencyConflict, GroupCommitter
+from commands.personal_data import KeyChange
 from commands.store import CommandStore, IdempotencyRecord, eventsourcing_env
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError, NotFoundError
@@ -62,11 +63,15 @@ class ForbiddenError(DomainError):
 
 @dataclass
 class Change:
-    """What one command did: the aggregate it is about, every aggregate to save, extra response fields."""
+    """What one command did: the aggregate it is about, every aggregate to save, extra response fields.
+
+    `key_changes` are the per-user keys it creates or shreds, committed in the transaction of its events.
+    """
 
     target: ChainedAggregate
     aggregates: tuple[ChainedAggregate, ...] = ()
     body: dict[str, Any] = field(default_factory=dict)
+    key_changes: tuple[KeyChange, ...] = ()
 
     def all_aggregates(self) -> tuple[ChainedAggregate, ...]:
         rest = tuple(agg for agg in self.aggregates if agg is not self.target)
@@ -238,7 +243,7 @@ class Marketplace(Application[UUID]):
             record = IdempotencyRecord(
                 idempotency.key, idempotency.principal, idempotency.request_hash, len(events), stored
             )
-        positions = self.committer.commit(CommitUnit(events, record))
+        positions = self.committer.commit(CommitUnit(events, record, change.key_changes))
         return CommandResult(target.id, target.version, positions, change.body)
 
     def _replay(self, idempotency: Idempotency) -> CommandResult | None:
@@ -250,9 +255,11 @@ class Marketplace(Application[UUID]):
             raise IdempotencyKeyReused("this Idempotency-Key was used for another request", key=idempotency.key)
         return CommandResult.from_stored(response)
 
-    def _save_batch(self, events: list[Any], records: list[IdempotencyRecord]) -> list[int]:
+    def _save_batch(
+        self, events: list[Any], records: list[IdempotencyRecord], key_changes: list[KeyChange]
+    ) -> list[int]:
         # The event store directly: Application.save would re-collect and type-check every event again.
-        recordings = self.events.put(events, idempotency=records)
+        recordings = self.events.put(events, idempotency=records, key_changes=key_changes)
         return [recording.notification.id for recording in recordings]
 
 

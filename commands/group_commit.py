@@ -19,6 +19,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import IntegrityError
 
+from commands.personal_data import KeyChange
 from commands.store import IdempotencyRecord
 
 log = structlog.get_logger(__name__)
@@ -61,18 +62,20 @@ class Outcome:
 
 @dataclass
 class CommitUnit:
-    """The events one command produced, saved all or nothing."""
+    """The events one command produced, saved all or nothing with its idempotency record and key changes."""
 
     events: Sequence[Any]
     idempotency: IdempotencyRecord | None = None
+    key_changes: Sequence[KeyChange] = ()
     future: Outcome = field(default_factory=Outcome)
 
     def keys(self) -> set[tuple[UUID, int]]:
         return {(event.originator_id, event.originator_version) for event in self.events}
 
 
-# Saves the events of a whole batch in one transaction and returns their notification ids in order.
-SaveBatch = Callable[[list[Any], list[IdempotencyRecord]], list[int]]
+# Saves the events of a whole batch, its idempotency records and key changes in one transaction and
+# returns the events' notification ids in order.
+SaveBatch = Callable[[list[Any], list[IdempotencyRecord], list[KeyChange]], list[int]]
 
 
 class GroupCommitter:
@@ -156,7 +159,8 @@ class GroupCommitter:
         records = [
             unit.idempotency or IdempotencyRecord("", "", "", len(unit.events), {}) for unit in units
         ]
-        return self._save_batch(events, records)
+        key_changes = [change for unit in units for change in unit.key_changes]
+        return self._save_batch(events, records, key_changes)
 
     @staticmethod
     def _split_clashes(batch: list[CommitUnit]) -> tuple[list[CommitUnit], list[CommitUnit]]:

@@ -2,6 +2,7 @@
 
 `BAZAAR_EVENT_STORE=memory` selects eventsourcing's in-memory (POPO) recorder instead, with the same
 idempotency records and an in-memory key vault: the command handlers' unit tests run on it without services.
+Both recorders write a batch's per-user key changes (crypto-shredding) with its events, all or nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from commands.personal_data import KeyShredded, PersonalDataVault
+from commands.personal_data import (
+    CREATE_KEY_TABLE,
+    KeyChange,
+    KeyShredded,
+    PersonalDataVault,
+    write_key_changes,
+)
 from infra.settings import Settings
 
 # eventsourcing names the table after the Application ("Bazaar" → bazaar_events).
@@ -43,7 +50,8 @@ class IdempotencyRecord:
 class CommandStore(ABC):
     """What the Marketplace needs of its recorder beyond eventsourcing's: idempotency records, the key vault.
 
-    Events are inserted with `idempotency=[IdempotencyRecord, ...]`, one record per command of the batch.
+    Events are inserted with `idempotency=[IdempotencyRecord, ...]`, one record per command of the batch, and
+    `key_changes=[KeyChange, ...]`, the per-user keys the batch creates or destroys, in the same transaction.
     """
 
     @abstractmethod
@@ -76,6 +84,7 @@ class BazaarRecorder(PostgresApplicationRecorder, CommandStore):
                     " response jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
                     " PRIMARY KEY (principal, key))"
                 ).format(schema=schema, idem=self.idempotency_table),
+                SQL(CREATE_KEY_TABLE).format(),  # the vault reads this table; created with the events table
                 # The log is immutable in the database itself, whoever connects.
                 SQL(
                     "CREATE OR REPLACE FUNCTION {schema}.bazaar_refuse_change() RETURNS trigger"
@@ -125,6 +134,9 @@ class BazaarRecorder(PostgresApplicationRecorder, CommandStore):
         records: Sequence[IdempotencyRecord] = kwargs.get("idempotency") or ()
         if records and ids is not None:
             self._insert_idempotency(curs, records, ids)
+        if ids is not None:
+            # In the events' transaction: a refused or crashed append creates or shreds no key.
+            write_key_changes(curs, kwargs.get("key_changes") or ())
         return ids
 
     def _insert_idempotency(
@@ -179,6 +191,8 @@ class InMemoryRecorder(POPOApplicationRecorder, CommandStore):
                     # Kept as JSON text, like the jsonb column: a reader gets its own copy.
                     response = {**record.response, "positions": list(ids[start : start + count])}
                     self._responses[record.principal, record.key] = (record.request_hash, json.dumps(response))
+        if ids is not None:
+            self._vault.apply(kwargs.get("key_changes") or ())  # under the lock that stores the events
         return ids
 
     def find_idempotent_response(self, principal: str, key: str) -> tuple[str, dict[str, Any]] | None:
@@ -196,7 +210,15 @@ class InMemoryVault(PersonalDataVault):
     def __init__(self) -> None:  # no table to create
         self._keys: dict[UUID, bytes] = {}
 
-    def create_key(self, user_id: UUID) -> None:
+    def apply(self, changes: Sequence[KeyChange]) -> None:
+        """Store or delete keys, as the recorder does with the events that carry them."""
+        for change in changes:
+            if change.key is None:
+                self._keys.pop(change.user_id, None)
+            else:
+                self._keys[change.user_id] = change.key
+
+    def create_key(self, user_id: UUID) -> None:  # for tests of the vault alone; handlers use KeyChange
         self._keys.setdefault(user_id, AESGCM.generate_key(bit_length=256))
 
     def _key(self, user_id: UUID) -> bytes:
@@ -205,7 +227,7 @@ class InMemoryVault(PersonalDataVault):
         except KeyError:
             raise KeyShredded(str(user_id)) from None
 
-    def shred(self, user_id: UUID) -> None:
+    def shred(self, user_id: UUID) -> None:  # for tests of the vault alone; handlers use KeyChange
         self._keys.pop(user_id, None)
 
 

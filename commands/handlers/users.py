@@ -7,6 +7,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from commands.application import Change, Marketplace
 from commands.auth import AuthError, Principal, hash_password, password_matches
 from commands.handlers import require_role, require_self_or_admin
+from commands.personal_data import KeyChange
 from domain.errors import DomainError
 from domain.user import User
 from schemas.user import ChangeUserRole, ForgetUser, RegisterUser
@@ -29,14 +30,14 @@ def register_user(app: Marketplace, cmd: RegisterUser, role: str | None = None) 
     user_id = user_id_for(app, cmd.email)
     if app.exists(user_id):
         raise EmailTakenError("an account with this e-mail exists", email=cmd.email)
-    app.vault.create_key(user_id)
+    key = KeyChange.new_key(user_id)  # stored with the Registered event, in its transaction
     profile = {"email": cmd.email, "display_name": cmd.display_name, "address": cmd.address}
     user = User.register(
         user_id=user_id, role=role or cmd.role, email_hash=app.email_hash(cmd.email),
-        encrypted_profile=app.vault.encrypt(user_id, profile), key_id=str(user_id),
+        encrypted_profile=key.seal(profile), key_id=str(user_id),
         credential_hash=hash_password(cmd.password), now=app.now(),
     )
-    return Change(user, body={"user_id": str(user_id), "role": user.role.value})
+    return Change(user, body={"user_id": str(user_id), "role": user.role.value}, key_changes=(key,))
 
 
 def change_user_role(app: Marketplace, actor: Principal, cmd: ChangeUserRole) -> Change:
@@ -52,9 +53,9 @@ def forget_user(app: Marketplace, actor: Principal, cmd: ForgetUser) -> Change:
         require_role(actor, "admin")
     user = app.load(User, cmd.user_id)
     user.forget(now=app.now())
-    app.vault.shred(cmd.user_id)
-    app.token_generations.bump(user.id)
-    return Change(user)
+    app.token_generations.bump(user.id)  # before the commit: the safe side, as for a role change
+    # The key is deleted in the transaction that appends Forgotten: a clash or a crash keeps both.
+    return Change(user, key_changes=(KeyChange.shred(user.id),))
 
 
 def revoke_tokens(app: Marketplace, actor: Principal, user_id: UUID) -> int:
