@@ -43,6 +43,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     escrow.WrongWalletError: CONFLICT,
     listing.ListingError: CONFLICT,
     listing.ListingNotPublishedError: CONFLICT,
+    listing.ListingSoldError: CONFLICT,
     listing.ListingNotEditableError: CONFLICT,
     listing.ListingNotDraftError: CONFLICT,
     listing.ListingNotSuspendedError: CONFLICT,

@@ -48,6 +48,12 @@ class ListingNotPublishedError(ListingError):
     code = "listing.not_published"
 
 
+class ListingSoldError(ListingNotPublishedError):
+    """The listing was sold: it is not on sale any more (a second buyer is told so, not "not published")."""
+
+    code = "listing.sold"
+
+
 class ListingNotEditableError(ListingError):
     """The listing can no longer be changed (sold, withdrawn or suspended)."""
 
@@ -187,6 +193,8 @@ class Listing(ChainedAggregate):
 
     def check_published(self) -> None:
         """The listing must be on sale."""
+        if self.status == ListingStatus.SOLD:
+            raise ListingSoldError(listing_id=self.id, status=self.status)
         if self.status != ListingStatus.PUBLISHED:
             raise ListingNotPublishedError(listing_id=self.id, status=self.status)
 
