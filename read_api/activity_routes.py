@@ -22,6 +22,7 @@ from schemas.activity import (
     MAX_CLOCK_SKEW_S,
     SESSION_ID_PATTERN,
     ActivityAccepted,
+    ActivityBatch,
     ActivityBatchIn,
     ActivityEvent,
     ActivityIn,
@@ -127,15 +128,13 @@ def to_event(item: ActivityIn, user_id: UUID | None, known: dict[UUID, str] | No
 
 
 def produce(streams: StreamsContext, events: Sequence[ActivityEvent]) -> None:
-    """Send every event (key = actor: one actor's events stay in order) and wait for every acknowledgement."""
+    """Send the batch as one record (key = the caller's actor: a client's batches stay in order) and wait for
+    the broker's acknowledgement (acks=all)."""
+    batch = ActivityBatch.model_construct(batch_id=uuid.uuid4(), events=list(events))
     try:
-        futures = [
-            streams.producer.send(streams.activity_topic, key=e.actor.encode(), value=e.model_dump_json().encode(),
-                                  headers=_headers())
-            for e in events
-        ]
-        for future in futures:
-            future.get(timeout=streams.produce_timeout_s)
+        future = streams.producer.send(streams.activity_topic, key=events[0].actor.encode(),
+                                       value=batch.model_dump_json().encode(), headers=_headers())
+        future.get(timeout=streams.produce_timeout_s)
     except KafkaError as error:
         log.warning("activity.produce.failed", error=str(error))
         raise ActivityUnavailable("the broker did not acknowledge the batch; retry it",
@@ -143,8 +142,8 @@ def produce(streams: StreamsContext, events: Sequence[ActivityEvent]) -> None:
 
 
 def _headers() -> list[tuple[str, bytes]]:
-    return [("schema_name", ActivityEvent.schema_name.encode()),
-            ("schema_version", str(ActivityEvent.schema_version).encode())]
+    return [("schema_name", ActivityBatch.schema_name.encode()),
+            ("schema_version", str(ActivityBatch.schema_version).encode())]
 
 
 def emit_search(streams: StreamsContext, user_id: UUID | None, query: str, category: str | None,
@@ -156,6 +155,7 @@ def emit_search(streams: StreamsContext, user_id: UUID | None, query: str, categ
     item = ActivityIn.model_construct(kind="search", occurred_at=now, listing_id=None, category=category,
                                       query=query[:500], session_id=session)
     event = to_event(item, user_id, None, now)
+    batch = ActivityBatch.model_construct(batch_id=uuid.uuid4(), events=[event])
     future = streams.producer.send(streams.activity_topic, key=event.actor.encode(),
-                                   value=event.model_dump_json().encode(), headers=_headers())
+                                   value=batch.model_dump_json().encode(), headers=_headers())
     future.add_errback(lambda error: log.warning("activity.search_event.failed", error=str(error)))

@@ -62,7 +62,7 @@ class ActivityBatchIn(BaseModel):
 
 
 class ActivityEvent(BaseModel):
-    """One activity event as published to bazaar.activity (key = `actor`)."""
+    """One activity event (bazaar.activity carries them in batches: ActivityBatch)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -81,6 +81,22 @@ class ActivityEvent(BaseModel):
     query: Query | None = None
     occurred_at: AwareDatetime = Field(description="event time: the client's clock")
     received_at: AwareDatetime = Field(description="when the read API accepted it")
+
+
+class ActivityBatch(BaseModel):
+    """One accepted POST /v1/activity batch as one bazaar.activity record (key = the caller's actor).
+
+    One record per batch, not per event: the broker and the clients' batching then cost per request, not per
+    event. The events keep the client's order.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_name: ClassVar[str] = "activity.ActivityBatch"
+    schema_version: ClassVar[int] = 1
+
+    batch_id: UUID = Field(description="unique per accepted request")
+    events: list[ActivityEvent] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class TrendWindow(BaseModel):
@@ -199,6 +215,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_CLOCK_SKEW_S",
     "ActivityAccepted",
+    "ActivityBatch",
     "ActivityBatchIn",
     "ActivityEvent",
     "ActivityIn",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from schemas import names
-from schemas.activity import ActivityEvent, TrendWindow
+from schemas.activity import ActivityBatch, TrendWindow
 from schemas.base import EventSchema
 from schemas.export import json_schema
 from schemas.registry import REGISTRY, SchemaRegistry
@@ -168,8 +168,9 @@ def _version_headers(model: type[BaseModel]) -> dict[str, Any]:
 
 def _stream_messages(shared: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """topic -> (message id, message) of the activity and trends topics."""
-    activity = _stream_message(ActivityEvent, "the actor (`user:<uuid>` or `session:<id>`): one actor's events "
-                               "stay in order", _version_headers(ActivityEvent), shared)
+    activity = _stream_message(ActivityBatch, "the caller's actor (`user:<uuid>`, or the first event's "
+                               "`session:<id>`): one client's batches stay in order", _version_headers(ActivityBatch),
+                               shared)
     trend_headers = {
         **_version_headers(TrendWindow),
         "job": {"type": "string", "description": "the stream job that closed the window"},
@@ -179,7 +180,7 @@ def _stream_messages(shared: dict[str, Any]) -> dict[str, tuple[str, dict[str, A
                              "a window again after a crash, identically; keep one per key and revision",
                              trend_headers, shared)
     return {
-        names.topic(names.ACTIVITY_TOPIC): (f"{ActivityEvent.schema_name}.v{ActivityEvent.schema_version}", activity),
+        names.topic(names.ACTIVITY_TOPIC): (f"{ActivityBatch.schema_name}.v{ActivityBatch.schema_version}", activity),
         names.topic(names.TRENDS_TOPIC): (f"{TrendWindow.schema_name}.v{TrendWindow.schema_version}", trends),
     }
 

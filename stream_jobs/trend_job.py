@@ -25,7 +25,7 @@ from infra.adapters.kafka import make_consumer, make_producer
 from infra.adapters.redis import make_redis
 from infra.settings import Settings
 from schemas import names
-from schemas.activity import ActivityEvent, TrendKeys
+from schemas.activity import ActivityBatch, TrendKeys
 from stream_jobs.state import Fenced, JobKeys, RankingTtl, TrendStore
 from stream_jobs.windows import BatchResult, Record, WindowEngine
 
@@ -123,13 +123,13 @@ class TrendJob:
         for tp, messages in sorted(polled.items(), key=lambda item: item[0].partition):
             self._last_record[tp.partition] = now
             for message in messages:
-                event = _decode(message.value)
-                if event is None:
+                batch = _decode(message.value)
+                if batch is None:
                     result.undecodable += 1
                     result.offsets[tp.partition] = message.offset + 1
                     self.engine.state.offsets[tp.partition] = message.offset + 1
                     continue
-                records.append(Record(tp.partition, message.offset, event))
+                records.extend(Record(tp.partition, message.offset, event) for event in batch.events)
         self.engine.ingest(records, result)
         self.engine.close(self.engine.watermark(self.partitions, self._idle(now)), result)
         if result.closed:
@@ -163,11 +163,11 @@ class TrendJob:
         self.redis.close()
 
 
-def _decode(value: bytes | None) -> ActivityEvent | None:
+def _decode(value: bytes | None) -> ActivityBatch | None:
     if value is None:
         return None
     try:
-        return ActivityEvent.model_validate_json(value)
+        return ActivityBatch.model_validate_json(value)
     except ValidationError:
         log.warning("trends.job.undecodable", value=value[:200])
         return None

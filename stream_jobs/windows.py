@@ -188,8 +188,13 @@ class WindowEngine:
         if event.listing_id is not None:
             targets.append((PaneKey("listing", str(event.listing_id), start), event.category))
         for key, category in targets:
-            pane = self.state.panes.setdefault(key, Pane())
-            delta = result.deltas.setdefault(key, PaneDelta())
+            # get-then-insert, not setdefault: building a Pane (three Counters) per event costs more than the count
+            pane = self.state.panes.get(key)
+            if pane is None:
+                pane = self.state.panes[key] = Pane()
+            delta = result.deltas.get(key)
+            if delta is None:
+                delta = result.deltas[key] = PaneDelta()
             pane.kinds[event.kind] += 1
             delta.kinds[event.kind] += 1
             if event.actor not in pane.actors:

@@ -5,14 +5,16 @@ local services. Everything lives in topics and Redis keys of its own, deleted at
 
 End to end: the read API and the trend job run as their own processes (as `bazaar up` runs them); client
 threads here post the simulator's batches of 500; the clock stops when the job has committed the last event
-into its Redis window state (its `events` counter, written in the same MULTI/EXEC as the windows). The bare
-figure is the same events, already encoded, sent by `make_producer` (idempotent, acks=all) to a topic of their
-own while a bare kafka-python consumer reads them all back, in the same run.
+into its Redis window state (its `events` counter, written in the same MULTI/EXEC as the windows). The read
+API publishes each accepted batch as one record (`ActivityBatch`). The bare figure is the same events, each
+already encoded as its own record, sent by `make_producer` (idempotent, acks=all) to a topic of their own while
+a bare kafka-python consumer reads them all back, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +90,8 @@ def end_to_end(settings: Settings, bodies: list[dict[str, Any]], clients: int, t
     redis = make_redis(settings)
     meta = f"{redis_prefix}job:trends:meta"
     total = sum(len(body["events"]) for body in bodies)
+    # The clients' JSON encoding is theirs, not the platform's: bodies are encoded before the clock starts.
+    encoded_bodies = [json.dumps(body).encode() for body in bodies]
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
         while not redis.exists(f"{redis_prefix}job:trends:epoch"):
@@ -97,13 +101,13 @@ def end_to_end(settings: Settings, bodies: list[dict[str, Any]], clients: int, t
                           limits=httpx.Limits(max_connections=clients)) as client:
             began = time.perf_counter()
 
-            def post(body: dict[str, Any]) -> None:
-                response = client.post("/v1/activity", json=body)
+            def post(body: bytes) -> None:
+                response = client.post("/v1/activity", content=body, headers={"content-type": "application/json"})
                 if response.status_code != 202:
                     raise RuntimeError(f"{response.status_code}: {response.text[:300]}")
 
             with ThreadPoolExecutor(clients) as pool:
-                list(pool.map(post, bodies))
+                list(pool.map(post, encoded_bodies))
             posted = time.perf_counter() - began
             while int(redis.hget(meta, "events") or 0) < total:  # type: ignore[arg-type]
                 time.sleep(0.005)

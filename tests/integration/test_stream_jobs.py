@@ -37,7 +37,7 @@ from read_api.app import create_app
 from read_api.config import ReadApiConfig
 from read_api.streams import StreamsOptions
 from schemas import names
-from schemas.activity import ActivityEvent, TrendWindow
+from schemas.activity import ActivityBatch, ActivityEvent, TrendWindow
 from stream_jobs.cli import jobs_app
 from stream_jobs.trend_job import TrendJob, TrendJobConfig
 from tests.support import require_services
@@ -105,7 +105,8 @@ def produce(settings: Settings, topic: str, by_partition: dict[int, list[Activit
     producer = make_producer(settings)
     for partition, events in by_partition.items():
         for e in events:
-            producer.send(topic, key=e.actor.encode(), value=e.model_dump_json().encode(), partition=partition)
+            batch = ActivityBatch(batch_id=uuid.uuid4(), events=[e])  # one record per event: order is ours
+            producer.send(topic, key=e.actor.encode(), value=batch.model_dump_json().encode(), partition=partition)
     producer.flush()
     producer.close()
 
@@ -348,7 +349,7 @@ def activity_on_topic(settings: Settings, topic: str) -> list[tuple[bytes, Activ
     found = []
     while any(consumer.position(tp) < end for tp, end in ends.items()):
         for records in consumer.poll(timeout_ms=500).values():
-            found += [(r.key, ActivityEvent.model_validate_json(r.value)) for r in records]
+            found += [(r.key, e) for r in records for e in ActivityBatch.model_validate_json(r.value).events]
     consumer.close()
     return found
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from infra.data_teams import deployed_asyncapi_document
 from infra.settings import Settings
-from schemas.activity import ActivityBatchIn, ActivityEvent, ActivityIn, TrendWindow
+from schemas.activity import ActivityBatch, ActivityBatchIn, ActivityEvent, ActivityIn, TrendWindow
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 ASYNCAPI_SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "asyncapi" / "3.0.0.json"
@@ -54,7 +54,8 @@ def test_the_asyncapi_document_publishes_the_activity_and_trends_channels() -> N
                           category="cameras", occurred_at=NOW, received_at=NOW)
     window = TrendWindow(window="5m", scope="category", key="cameras", start=NOW, end=NOW, revision=1, volume=2,
                          unique_users=1, kinds={"view": 2}, previous_volume=0, velocity=2.0, score=2.0)
-    for message_id, instance in (("activity.ActivityEvent.v1", event), ("trends.TrendWindow.v1", window)):
+    batch = ActivityBatch(batch_id=uuid.uuid4(), events=[event])
+    for message_id, instance in (("activity.ActivityBatch.v1", batch), ("trends.TrendWindow.v1", window)):
         payload = {**document["components"]["messages"][message_id]["payload"],
                    "components": document["components"]}
         jsonschema.validate(json.loads(instance.model_dump_json()), payload)
