@@ -98,7 +98,7 @@ def verify_store(
     problems += check_heads(heads, scan.roots, scan.nids, public_key, chains, "store")
     problems += check_heads(evidence.trusted, scan.roots, scan.nids, public_key, chains, "trusted heads")
     problems += missing_kept_heads(heads, evidence.trusted)
-    problems += _locate_rewrite(source, scan, evidence, public_key)
+    problems += _locate_rewrite(source, scan, evidence, [*heads, *published], public_key)
     if evidence.published is not None:
         problems += check_heads(published, scan.roots, scan.nids, public_key, chains, "checkpoints topic")
         problems += compare_copies(heads, published)
@@ -162,9 +162,9 @@ def _check_rows(rows: list[Row], position: int, hasher: StoredHasher, chains: Ch
 # --- naming the rewritten leaf ---------------------------------------------------------------------
 
 
-def _first_bad_trusted(scan: _Pass, trusted: Sequence[StoredHead], public_key: Ed25519PublicKey) -> StoredHead | None:
-    """The smallest trusted head the current log no longer gives."""
-    for head in trusted:
+def _first_bad_head(scan: _Pass, heads: Sequence[StoredHead], public_key: Ed25519PublicKey) -> StoredHead | None:
+    """The smallest validly signed head whose root the current log no longer gives."""
+    for head in sorted(heads, key=lambda h: h.tree_size):
         if signed_ok(head, public_key) and head.tree_size <= scan.size:
             assert head.signed is not None
             if scan.roots.roots.get(head.tree_size) != head.signed.root_hash:
@@ -173,28 +173,33 @@ def _first_bad_trusted(scan: _Pass, trusted: Sequence[StoredHead], public_key: E
 
 
 def _locate_rewrite(
-    source: LogSource, scan: _Pass, evidence: Evidence, public_key: Ed25519PublicKey
+    source: LogSource, scan: _Pass, evidence: Evidence, heads: Sequence[StoredHead], public_key: Ed25519PublicKey
 ) -> list[Problem]:
-    """Name the first leaf that differs from what a trusted head signed, by subtree comparison.
+    """Name the first leaf that differs from what a signed head signed, by subtree comparison.
 
-    A trusted head holds only a root, so the leaves it signed come from a copy that reproduces that
-    root: the relay's stored tree nodes, else (with --cross-check) Kafka's events. Either is then
-    authentic, whoever could write to it, and descending into differing subtrees finds the leaf.
+    A head holds only a root, so the leaves it signed come from a copy that reproduces that root: the
+    relay's stored tree nodes, else (with --cross-check) Kafka's events. Either is then authentic, whoever
+    could write to it, and descending into differing subtrees finds the leaf. Any head the key signed
+    will do; the auditor's kept heads are the ones a database superuser cannot delete.
     """
-    head = _first_bad_trusted(scan, evidence.trusted, public_key)
+    head = _first_bad_head(scan, [*evidence.trusted, *heads], public_key)
     if head is None:
         return []
     assert head.signed is not None
+    kept = head.signed in {h.signed for h in evidence.trusted}
+    where = "trusted heads" if kept else "signed heads"
     size, root = head.tree_size, head.signed.root_hash
     ours = MerkleLog(scan.leaf(i) for i in range(size))
     for name, reference in _references(source, scan, evidence, size):
         if reference.size >= size and reference.root(size) == root:
             position = first_difference(ours, reference, size)
             if position is not None:
-                return [_leaf_problem(source, scan, position, size, name)]
+                return [_leaf_problem(source, scan, ours, reference, position, size, name, where)]
+    if not kept:
+        return []  # the store's own root mismatch is reported by the heads check
     detail = ("the log no longer gives the root of a head the auditor kept, and neither the stored tree nodes nor "
               "Kafka (--cross-check) reproduce that root to locate the leaf: they were rewritten too")
-    return [Problem("root-mismatch", detail, head_size=size, where="trusted heads")]
+    return [Problem("root-mismatch", detail, head_size=size, where=where)]
 
 
 def _references(
@@ -209,13 +214,28 @@ def _references(
     return found
 
 
-def _leaf_problem(source: LogSource, scan: _Pass, position: int, size: int, reference: str) -> Problem:
-    agg, version = _event_at(source, scan.nids[position])
-    detail = (f"leaf {position} is not the leaf the auditor's head of size {size} signed ({reference} reproduces "
-              "that head's root and differs here first, found by subtree comparison): this event was rewritten, "
-              "or an event before it was removed or inserted")
-    return Problem("altered", detail, agg, version, position, scan.nids[position], head_size=size,
-                   where="trusted heads")
+def _leaf_problem(
+    source: LogSource, scan: _Pass, ours: MerkleLog, theirs: MerkleLog, position: int, size: int, reference: str,
+    where: str,
+) -> Problem:
+    """What the first differing leaf says: an event gone, one slipped in, or this one rewritten.
+
+    Leaves bind notification ids, so after a removal every later event's leaf is the signed leaf one place
+    further on (and after an insertion, one place back).
+    """
+    found = f"found by subtree comparison against {reference}, which reproduces the head's root"
+    nid = scan.nids[position]
+    if position + 1 < size and theirs.leaf_hash_at(position + 1) == ours.leaf_hash_at(position):
+        detail = (f"the event the head of size {size} signed at position {position} is gone from the log ({found}); "
+                  f"notification {nid} now sits there")
+        return Problem("missing", detail, position=position, head_size=size, where=where)
+    agg, version = _event_at(source, nid)
+    if position + 1 < size and ours.leaf_hash_at(position + 1) == theirs.leaf_hash_at(position):
+        detail = f"this event was slipped into the log before what the head of size {size} signed here ({found})"
+        return Problem("altered", detail, agg, version, position, nid, head_size=size, where=where)
+    detail = (f"leaf {position} is not the leaf the head of size {size} signed ({found}): this event was rewritten "
+              "or moved")
+    return Problem("altered", detail, agg, version, position, nid, head_size=size, where=where)
 
 
 def _event_at(source: LogSource, nid: int) -> tuple[str | None, int | None]:
