@@ -30,7 +30,7 @@ from commands.audit.source import LogSource
 from commands.audit.verify import Evidence, verify_store
 from commands.auth import TokenService, jwt_secret
 from commands.handlers.users import register_user
-from commands.relay import Relay
+from commands.relay import IntegrityError, Relay
 from domain.money import Money
 from domain.wallet import Wallet
 from infra.settings import Settings
@@ -161,6 +161,24 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _recreate_topic(settings: Settings, topic: str) -> None:
+    from kafka.admin import NewTopic
+
+    from infra.adapters.kafka import make_admin
+
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics([topic])
+        for attempt in range(40):
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])
+                return
+            except Exception:  # noqa: BLE001 - the deletion is still under way
+                time.sleep(0.25 * (attempt + 1))
+    finally:
+        admin.close()
+
+
 @pytest.fixture
 def platform(settings: Settings) -> Iterator[dict[str, Any]]:
     """A log of its own (schema, topics), its relay's settings and a command API serving it over HTTP."""
@@ -240,7 +258,15 @@ def test_the_witness_keeps_a_live_platform_s_heads_then_refuses_a_tampered_one(
                      (bytes(row[1]).replace(b"psp-w", b"psp-x"), row[0]))
         conn.execute("DELETE FROM bazaar_audit_heads WHERE tree_size > %s", (position,))
         conn.execute("DELETE FROM bazaar_audit_tree")
-    # The relay restarts on the rewritten store and signs the forged log from there on.
+    # A relay restarted now refuses: the checkpoints topic still holds the head over the real event.
+    refusing = relay()
+    try:
+        with pytest.raises(IntegrityError, match="last published"):
+            refusing.acquire()
+    finally:
+        refusing.close()
+    # With Kafka's copy of the heads gone too, the relay signs the forged log from there on.
+    _recreate_topic(settings, f"{platform['prefix']}{names.CHECKPOINTS_TOPIC}")
     with relaying(relay()):
         _open_wallets(app, 2)
         _wait(_signed_up_to(source, source.count()), 30, "a head over the forged log")
