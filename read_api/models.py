@@ -79,6 +79,15 @@ class FacetsPublic(BaseModel):
     price: list[PriceBucketPublic]
 
 
+class CoveragePublic(BaseModel):
+    """How much of the published catalogue semantic search can see (listings with an embedding)."""
+
+    published: int = Field(description="published listings")
+    enriched: int = Field(description="published listings with an embedding: semantic search finds these")
+    not_enriched: int = Field(description="published listings not yet enriched: semantic search cannot find them")
+    ratio: float = Field(description="enriched / published (0 when nothing is published)")
+
+
 class SearchResultsPublic(BaseModel):
     """One page of search results."""
 
@@ -88,6 +97,7 @@ class SearchResultsPublic(BaseModel):
     size: int
     items: list[ListingSummaryPublic]
     facets: FacetsPublic | None = Field(None, description="keyword facets (absent in semantic mode)")
+    coverage: CoveragePublic | None = Field(None, description="semantic and hybrid: enriched vs not yet enriched")
 
 
 class SimilarListingsPublic(BaseModel):

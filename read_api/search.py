@@ -12,12 +12,14 @@ from infra.adapters.search import SearchPort
 from read_api.embedding import Embedder, EmbedderUnavailable
 from read_api.errors import InvalidRequest, SemanticUnavailable
 from read_api.models import (
+    CoveragePublic,
     FacetBucketPublic,
     FacetsPublic,
     ListingSummaryPublic,
     PriceBucketPublic,
     SearchResultsPublic,
 )
+from read_api.queries.enrichment_coverage import enrichment_coverage
 from read_api.queries.nearest_listings import ListingFilters, count_nearest, nearest_listings
 from read_api.queries.rows import Conn
 from schemas.base import MAX_MINOR_UNITS
@@ -178,20 +180,22 @@ class ListingSearch:
         """One page from the index, with facets over every hit."""
         hits, total, facets = self._keyword_hits(params, params.size, params.offset, params.sort)
         return SearchResultsPublic(mode="keyword", total=total, page=params.page, size=params.size,
-                                   items=hits, facets=facets)
+                                   items=hits, facets=facets, coverage=None)
 
     def semantic(self, conn: Conn, params: SearchParams) -> SearchResultsPublic:
         """One page of the nearest published listings to the query's embedding."""
         self._check_window(params)
+        coverage = self._servable_coverage(conn)
         vector = self._embed(params.q or "")
         items = nearest_listings(conn, vector, params.size, params.offset, params.filters)
         total = count_nearest(conn, params.filters, self.candidates)
         return SearchResultsPublic(mode="semantic", total=total, page=params.page, size=params.size,
-                                   items=items, facets=None)
+                                   items=items, facets=None, coverage=coverage)
 
     def hybrid(self, conn: Conn, params: SearchParams) -> SearchResultsPublic:
         """Keyword and semantic rankings fused by RRF (k=60); facets from the keyword side."""
         self._check_window(params)
+        coverage = self._servable_coverage(conn)
         vector = self._embed(params.q or "")
         depth = min(self.candidates, max(100, params.page * params.size))
         keyword_hits, _, facets = self._keyword_hits(params, depth, 0, "relevance")
@@ -203,7 +207,15 @@ class ListingSearch:
         page = fused[params.offset:params.offset + params.size]
         items = [by_id[item].model_copy(update={"score": score}) for item, score in page]
         return SearchResultsPublic(mode="hybrid", total=len(fused), page=params.page, size=params.size,
-                                   items=items, facets=facets)
+                                   items=items, facets=facets, coverage=coverage)
+
+    def _servable_coverage(self, conn: Conn) -> CoveragePublic:
+        """The coverage figure; 503 when no published listing has a vector (an empty 200 would hide it)."""
+        coverage = enrichment_coverage(conn)
+        if coverage.published and not coverage.enriched:
+            reason = f"none of the {coverage.published} published listings is enriched yet"
+            raise SemanticUnavailable(reason, {"reason": reason, "coverage": coverage.model_dump()})
+        return coverage
 
     def _keyword_hits(self, params: SearchParams, size: int, offset: int,
                       sort: str) -> tuple[list[ListingSummaryPublic], int, FacetsPublic]:

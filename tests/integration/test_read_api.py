@@ -431,6 +431,8 @@ def test_semantic_search(client: TestClient, semantic_reason: str | None) -> Non
     assert scores == sorted(scores, reverse=True)
     vectors = sum(1 for item in PUBLISHED if item.axes is not None)
     assert body["total"] == vectors
+    assert body["coverage"] == {"published": len(PUBLISHED), "enriched": vectors,
+                                "not_enriched": len(PUBLISHED) - vectors, "ratio": vectors / len(PUBLISHED)}
 
 
 def test_semantic_search_applies_filters(client: TestClient, semantic_reason: str | None) -> None:
@@ -454,6 +456,27 @@ def test_hybrid_search_fuses_both_rankings(client: TestClient, semantic_reason: 
     assert body["facets"]["category"]
     # A listing first in both rankings scores 2/(60+1).
     assert body["items"][0]["score"] == pytest.approx(2 / 61)
+    assert body["coverage"]["published"] == len(PUBLISHED) and body["coverage"]["enriched"] > 0
+
+
+def test_semantic_answers_503_when_no_published_listing_is_enriched(
+    client: TestClient, db: psycopg.Connection[Any], semantic_reason: str | None
+) -> None:
+    """Vectors gone (none enriched yet): semantic and hybrid refuse with the coverage, never an empty 200."""
+    saved = db.execute("SELECT * FROM rm_listing_vectors").fetchall()
+    columns = [column.name for column in db.execute("SELECT * FROM rm_listing_vectors LIMIT 0").description or []]
+    db.execute("DELETE FROM rm_listing_vectors")
+    try:
+        for mode in ("semantic", "hybrid"):
+            response = client.get("/v1/listings/search", params={"q": "camera", "mode": mode})
+            assert response.status_code == 503 and error_code(response) == "semantic.unavailable"
+            details = response.json()["error"]["details"]
+            assert details["coverage"]["enriched"] == 0 and details["coverage"]["published"] == len(PUBLISHED)
+            assert "enriched" in details["reason"]
+        assert client.get("/v1/listings/search", params={"q": "camera"}).status_code == 200
+    finally:
+        for row in saved:
+            insert(db, "rm_listing_vectors", dict(zip(columns, row, strict=True)))
 
 
 def test_semantic_answers_503_when_the_model_cannot_load(settings: Settings, schema: str, alias: str,
