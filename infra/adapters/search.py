@@ -5,27 +5,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from itertools import islice
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import structlog
-from elasticsearch import ApiError as EsApiError
-from elasticsearch import Elasticsearch
-from elasticsearch import TransportError as EsTransportError
-from opensearchpy import OpenSearch, OpenSearchException
 
 from infra.settings import Settings
 
+if TYPE_CHECKING:
+    from elasticsearch import Elasticsearch
+    from opensearchpy import OpenSearch
+
 log = structlog.get_logger(__name__)
 
-SearchClient: TypeAlias = OpenSearch | Elasticsearch
+# Each flavour is an extra (`./run` installs the one BAZAAR_SEARCH_FLAVOUR names): imported only when used.
+SearchClient: TypeAlias = "OpenSearch | Elasticsearch"
 WriteResult = Literal["created", "updated", "deleted", "not_found", "stale"]
 
 REQUEST_TIMEOUT_S = 30
 BULK_CHUNK = 500
 # One shard, no replica: right for the local single node; a remote cluster passes its own index settings.
 LOCAL_INDEX_SETTINGS: Mapping[str, Any] = {"number_of_shards": 1, "number_of_replicas": 0}
-_CLIENT_ERRORS = (OpenSearchException, EsApiError, EsTransportError)
 CONFLICT = 409
 NOT_FOUND = 404
 
@@ -34,8 +35,31 @@ def make_search_client(settings: Settings) -> SearchClient:
     """opensearch-py for OpenSearch (the default); elasticsearch-py, which speaks only to Elasticsearch."""
     auth = (settings.search_username, settings.search_password or "") if settings.search_username else None
     if settings.search_flavour == "elasticsearch":
+        from elasticsearch import Elasticsearch
+
         return Elasticsearch(settings.search_url, basic_auth=auth, request_timeout=REQUEST_TIMEOUT_S)
+    from opensearchpy import OpenSearch
+
     return OpenSearch(hosts=[settings.search_url], http_auth=auth, timeout=REQUEST_TIMEOUT_S)
+
+
+@cache
+def _client_errors() -> tuple[type[Exception], ...]:
+    """The exception classes of whichever search clients are installed."""
+    errors: list[type[Exception]] = []
+    try:
+        from opensearchpy import OpenSearchException
+
+        errors.append(OpenSearchException)
+    except ImportError:
+        pass
+    try:
+        from elasticsearch import ApiError, TransportError
+
+        errors += [ApiError, TransportError]
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
 class SearchError(RuntimeError):
@@ -290,5 +314,5 @@ def _translated(operation: str) -> Iterator[None]:
     """Turn either client's exceptions into SearchError, so callers depend on neither library."""
     try:
         yield
-    except _CLIENT_ERRORS as exc:
+    except _client_errors() as exc:
         raise SearchError(operation, _status(exc), str(exc)) from exc
