@@ -22,9 +22,14 @@ from commands.audit.source import LogSource
 from commands.auth import Principal
 from commands.deps import App, get_principal
 from commands.store import EVENTS_TABLE
-from schemas.errors import error_body
+from schemas.errors import ErrorResponse, error_body
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+# Every status the auditor routes answer besides 200, in the real error shape: 401 no or a bad token,
+# 403 not an auditor or admin, 422 a malformed query; the proofs also 404 when no signed head covers them.
+_AUDITOR_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (401, 403, 422)}
+_PROOF_ERRORS: dict[int | str, dict[str, Any]] = {**_AUDITOR_ERRORS, 404: {"model": ErrorResponse}}
 
 
 async def auditor(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
@@ -58,14 +63,14 @@ def get_public_key(app: App) -> dict[str, str]:
     return {"key_id": key_id(key), "public_key": public_key_to_b64(key)}
 
 
-@router.get("/heads")
+@router.get("/heads", responses=_AUDITOR_ERRORS)
 async def list_heads(source: Source, _: Auditor, limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
     """The latest signed tree heads, newest first."""
     heads = await run_in_threadpool(read_heads, source)
     return [head_document(head) for head in reversed(heads) if head.signed is not None][:limit]
 
 
-@router.get("/proofs/inclusion/{event}", response_model=None)
+@router.get("/proofs/inclusion/{event}", response_model=None, responses=_PROOF_ERRORS)
 async def prove_inclusion(
     event: str, source: Source, _: Auditor, head_size: int | None = Query(None, ge=1)
 ) -> dict[str, Any] | JSONResponse:
@@ -76,7 +81,7 @@ async def prove_inclusion(
         return _unavailable(error)
 
 
-@router.get("/proofs/consistency", response_model=None)
+@router.get("/proofs/consistency", response_model=None, responses=_PROOF_ERRORS)
 async def prove_consistency(
     source: Source, _: Auditor, old: int = Query(ge=1), new: int = Query(ge=1)
 ) -> dict[str, Any] | JSONResponse:
