@@ -185,8 +185,8 @@ class ListingSearch:
     def semantic(self, conn: Conn, params: SearchParams) -> SearchResultsPublic:
         """One page of the nearest published listings to the query's embedding."""
         self._check_window(params)
-        coverage = self._servable_coverage(conn)
         vector = self._embed(params.q or "")
+        coverage = self._servable_coverage(conn)
         items = nearest_listings(conn, vector, params.size, params.offset, params.filters)
         total = count_nearest(conn, params.filters, self.candidates)
         return SearchResultsPublic(mode="semantic", total=total, page=params.page, size=params.size,
@@ -195,8 +195,8 @@ class ListingSearch:
     def hybrid(self, conn: Conn, params: SearchParams) -> SearchResultsPublic:
         """Keyword and semantic rankings fused by RRF (k=60); facets from the keyword side."""
         self._check_window(params)
-        coverage = self._servable_coverage(conn)
         vector = self._embed(params.q or "")
+        coverage = self._servable_coverage(conn)
         depth = min(self.candidates, max(100, params.page * params.size))
         keyword_hits, _, facets = self._keyword_hits(params, depth, 0, "relevance")
         semantic_hits = nearest_listings(conn, vector, depth, 0, params.filters)

@@ -37,6 +37,7 @@ from projections.config import ProjectionConfig
 from projections.registry import projection_topics
 from read_api.app import create_app
 from read_api.config import ReadApiConfig
+from read_api.embedding import MiniLmEmbedder
 from schemas.messages import EventMessage
 from schemas.names import DOMAIN_AGGREGATES, PROJECTIONS_DLQ_TOPIC
 from schemas.user import RegisterUser
@@ -132,6 +133,19 @@ def order(api: httpx.Client, market: Market, buyer: Party, listing_id: str) -> s
 def step(api: httpx.Client, user: Party, path: str, body: dict[str, Any] | None = None) -> None:
     response = api.post(path, headers=user.headers, json=body or {})
     assert response.status_code == 200, (path, response.text)
+
+
+def give_published_listings_vectors(settings: Settings, schema: str) -> None:
+    """Enrich the world's published listings (their real embeddings, straight into the vectors table: the
+    vectors projection is tested in test_projections), so semantic search is servable, not a 503."""
+    embedder = MiniLmEmbedder()
+    with psycopg.connect(settings.pg_conninfo, autocommit=True, options=f"-c search_path={schema},public") as conn:
+        rows = conn.execute("SELECT listing_id, title, description FROM rm_listings WHERE status = 'published'")
+        for listing_id, title, description in rows.fetchall():
+            vector = "[" + ",".join(str(float(x)) for x in embedder.embed(f"{title}\n{description}")) + "]"
+            conn.execute("INSERT INTO rm_listing_vectors (listing_id, embedding, model_id, model_version,"
+                         " updated_at, version, position) VALUES (%s, %s::vector, 'all-MiniLM-L6-v2', '1',"
+                         " now(), 1, 1)", (listing_id, vector))
 
 
 def trade(api: httpx.Client, marketplace: Marketplace, fee_bps: int) -> Market:
@@ -234,6 +248,7 @@ def world(settings: Settings, api: httpx.Client, marketplace: Marketplace) -> It
         w.market = trade(api, marketplace, settings.platform_fee_bps)
         publish(settings, stored_messages(marketplace, start, w.market.aggregate_ids, w.prefix))
         catch_up(ProjectionConfig(settings, topic_prefix=w.prefix, schema=w.schema, index_alias=w.alias))
+        give_published_listings_vectors(settings, w.schema)
         with serve_reads(settings, w) as base_url:
             w.base_url = base_url
             # The first semantic query loads the embedding model (seconds): not a request's latency.
