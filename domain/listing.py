@@ -278,24 +278,29 @@ class Listing(ChainedAggregate):
         image_hashes: list[str]
         model_id: str
         model_version: str
+        # Added with the enrichment worker (the store held no Enriched event then, so no stored hash moves).
+        quality_score: float | None = None
 
         def apply(self, aggregate: Listing) -> None:
             aggregate.enrichment = {
                 "embedding_ref": self.embedding_ref, "condition_score": self.condition_score,
                 "image_hashes": list(self.image_hashes), "model_id": self.model_id,
-                "model_version": self.model_version,
+                "model_version": self.model_version, "quality_score": self.quality_score,
             }
 
     def enrich(self, *, model_id: str, model_version: str, now: datetime, embedding_ref: str | None = None,
-               condition_score: float | None = None, image_hashes: list[str] | None = None) -> None:
+               condition_score: float | None = None, image_hashes: list[str] | None = None,
+               quality_score: float | None = None) -> None:
         """Record enrichment; allowed until the listing is withdrawn (workers are asynchronous)."""
         check_aware(now)
         if self.status == ListingStatus.WITHDRAWN:
             raise ListingClosedError(listing_id=self.id, status=self.status)
-        if condition_score is not None and not 0.0 <= condition_score <= 1.0:
-            raise InvalidListingError("condition_score must lie within 0..1")
+        for name, score in (("condition_score", condition_score), ("quality_score", quality_score)):
+            if score is not None and not 0.0 <= score <= 1.0:
+                raise InvalidListingError(f"{name} must lie within 0..1")
         self._trigger(self.Enriched, now, embedding_ref=embedding_ref, condition_score=condition_score,
-                      image_hashes=list(image_hashes or []), model_id=model_id, model_version=model_version)
+                      image_hashes=list(image_hashes or []), model_id=model_id, model_version=model_version,
+                      quality_score=quality_score)
 
     class Boosted(Event):
         """The listing is promoted until a given time ("auto" by trend jobs or "paid")."""
