@@ -1,0 +1,1 @@
+"""The labelled condition data set (the project's own) and the script that writes it."""
