@@ -26,6 +26,8 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
     "topics": ("infra.data_teams", "topics"),
     "jobs": ("stream_jobs.cli", "jobs_app"),
     "simulate": ("stream_jobs.simulate", "simulate"),
+    "workers": ("gpu_workers.cli", "workers_app"),
+    "models": ("gpu_workers.cli", "models_app"),
 }
 
 

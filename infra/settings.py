@@ -71,6 +71,22 @@ class Settings(BaseSettings):
     trends_max_poll_records: int = 5000
     trends_ranking_ttl_5m_s: int = 3600
     trends_ranking_ttl_1h_s: int = 3 * 3600
+    # Enrichment worker (gpu_workers): consumer group, batch size per device, how long a batch may wait
+    # to fill, command API calls in flight, attempts before the DLQ, its admin service account (an empty
+    # password is generated once under home/secrets), its topic prefix (tests isolate theirs), and the
+    # head's weights file (empty: the one shipped in gpu_workers/weights).
+    enrichment_group: str = "bazaar-enrichment"
+    enrichment_device: Literal["auto", "cpu", "cuda"] = "auto"
+    enrichment_batch_size_cpu: int = 64
+    enrichment_batch_size_cuda: int = 256
+    enrichment_batch_wait_ms: int = 200
+    enrichment_http_concurrency: int = 8
+    enrichment_max_attempts: int = 5
+    enrichment_account_email: str = "enrichment-worker@bazaar.internal"
+    enrichment_account_password: str = ""
+    enrichment_command_api_url: str = ""
+    enrichment_topic_prefix: str = "bazaar."
+    enrichment_weights: str = ""
 
     # HS256 secret for access tokens; empty means one generated once under home/secrets.
     jwt_secret: str = ""
