@@ -60,7 +60,8 @@ def world(settings: Settings, marketplace: Marketplace, api: httpx.Client) -> It
     token = api.post("/auth/token", json={"email": seller_email, "password": PASSWORD}).json()["access_token"]
     worker_settings = settings.model_copy(update={
         "enrichment_topic_prefix": prefix, "enrichment_account_email": email,
-        "enrichment_account_password": PASSWORD, "enrichment_command_api_url": str(api.base_url).rstrip("/").removesuffix("/v1"),
+        "enrichment_account_password": PASSWORD,
+        "enrichment_command_api_url": str(api.base_url).rstrip("/").removesuffix("/v1"),
         "enrichment_batch_size_cpu": 8, "enrichment_batch_wait_ms": 100,
     })
     producer = make_producer(settings, client_id="test-enrichment")
