@@ -42,7 +42,7 @@ def _failures_of(operation: APIOperation, mode: GenerationMode, headers: dict[st
 
 def test_every_answer_is_declared_with_its_body_and_no_5xx(api: httpx.Client, admin: User) -> None:  # noqa: F811
     root = str(api.base_url).removesuffix("/").removesuffix("/v1")
-    schema = schemathesis.openapi.from_url(f"{root}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{root}/openapi.json").exclude(path_regex="^/v1/audit/")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 25
 
