@@ -15,6 +15,7 @@ from uuid import UUID
 from domain.chain import ChainedAggregate
 from domain.errors import DomainError
 from domain.listing import Listing, ListingKind, ListingStatus
+from domain.money import Money
 from domain.order import DisputeOutcome, Order
 from domain.wallet import PLATFORM_OWNER_ID, CreditSource, Wallet
 
@@ -83,17 +84,37 @@ def check_release_wallets(order: Order, buyer_wallet: Wallet, seller_wallet: Wal
         check_wallet(creator_wallet, order.creator_id, currency, "creator")
 
 
-def release(order: Order, *, buyer_wallet: Wallet, seller_wallet: Wallet, platform_wallet: Wallet,
-            creator_wallet: Wallet | None, now: datetime) -> EscrowResult:
-    """Pay a release-due order out: seller proceeds, platform fee, creator royalty (sum = price)."""
-    check_release_wallets(order, buyer_wallet, seller_wallet, platform_wallet, creator_wallet)
-    split = order.release(now=now)
-    buyer_wallet.release_hold(order_id=order.id, now=now)
-    payouts = (
+def _payouts(order: Order, seller_wallet: Wallet, platform_wallet: Wallet,
+             creator_wallet: Wallet | None) -> tuple[tuple[Wallet | None, Money, CreditSource], ...]:
+    """Who a release pays what: seller proceeds, platform fee, creator royalty."""
+    split = order.sale_split
+    return (
         (seller_wallet, split.seller, CreditSource.SALE),
         (platform_wallet, split.fee, CreditSource.FEE),
         (creator_wallet, split.royalty, CreditSource.ROYALTY),
     )
+
+
+def _check_room(payouts: tuple[tuple[Wallet | None, Money, CreditSource], ...]) -> None:
+    """Every payee can take what it is owed (summed per wallet: a seller may also be the creator)."""
+    owed: dict[object, tuple[Wallet, int, str]] = {}
+    for wallet, amount, _ in payouts:
+        if wallet is not None and not amount.is_zero:
+            _, total, currency = owed.get(wallet.id, (wallet, 0, amount.currency))
+            owed[wallet.id] = (wallet, total + amount.amount, currency)
+    for wallet, total, currency in owed.values():
+        wallet.check_room_for(Money(total, currency))
+
+
+def release(order: Order, *, buyer_wallet: Wallet, seller_wallet: Wallet, platform_wallet: Wallet,
+            creator_wallet: Wallet | None, now: datetime) -> EscrowResult:
+    """Pay a release-due order out: seller proceeds, platform fee, creator royalty (sum = price)."""
+    check_release_wallets(order, buyer_wallet, seller_wallet, platform_wallet, creator_wallet)
+    split = order.sale_split
+    payouts = _payouts(order, seller_wallet, platform_wallet, creator_wallet)
+    _check_room(payouts)  # before anything changes: a refused payout must leave every aggregate as it was
+    order.release(now=now)
+    buyer_wallet.release_hold(order_id=order.id, now=now)
     for wallet, amount, source in payouts:
         if wallet is not None and not amount.is_zero:
             wallet.credit(amount=amount, source=source, order_id=order.id, now=now)
@@ -138,6 +159,8 @@ def resolve_dispute(order: Order, *, outcome: DisputeOutcome | str, resolver_id:
                     creator_wallet: Wallet | None, listing: Listing | None, now: datetime) -> EscrowResult:
     """Settle a dispute and move the money the way it was decided."""
     check_release_wallets(order, buyer_wallet, seller_wallet, platform_wallet, creator_wallet)
+    if outcome == DisputeOutcome.RELEASE:
+        _check_room(_payouts(order, seller_wallet, platform_wallet, creator_wallet))  # before the order moves
     order.resolve_dispute(outcome=outcome, resolver_id=resolver_id, note=note, now=now)
     if order.settlement_due == DisputeOutcome.REFUND:
         return refund(order, buyer_wallet=buyer_wallet, listing=listing, now=now)
