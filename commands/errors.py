@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from commands.application import ForbiddenError, IdempotencyKeyReused, VersionConflict
 from commands.handlers.users import EmailTakenError
-from domain import errors, escrow, licence, listing, money, order, trust, user, wallet
+from domain import errors, escrow, licence, listing, money, order, review, trust, user, wallet
 from infra.http_errors import error_response
 from infra.http_errors import install_error_handlers as install_shared_handlers
 from schemas.errors import validation_details
@@ -71,6 +71,13 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     user.UserForgottenError: CONFLICT,
     user.SameRoleError: CONFLICT,
     user.InvalidUserError: MALFORMED,
+    review.ReviewError: CONFLICT,
+    review.InvalidReviewError: MALFORMED,
+    review.OrderNotReviewableError: CONFLICT,
+    review.EditWindowClosedError: CONFLICT,
+    review.ReplyExistsError: CONFLICT,
+    review.ReviewExistsError: CONFLICT,
+    review.NotReviewPartyError: FORBIDDEN,
 }
 
 

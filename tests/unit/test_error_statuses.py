@@ -31,6 +31,8 @@ EXPECTED = {
     "licence.not_renewable": 409, "licence.not_expired": 409, "licence.invalid_terms": 422,
     "trust.error": 409, "trust.duplicate_signal": 409, "trust.invalid_signal": 422,
     "user.error": 409, "user.forgotten": 409, "user.same_role": 409, "user.invalid": 422,
+    "review.error": 409, "review.invalid": 422, "review.order_not_released": 409,
+    "review.edit_window_closed": 409, "review.reply_exists": 409, "review.exists": 409, "review.not_party": 403,
 }
 
 
