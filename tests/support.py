@@ -1,9 +1,12 @@
-"""Helpers shared by tests: the guard that the real services answer, a free port."""
+"""Helpers shared by tests and benchmarks: the guard that the real services answer, a free port, an empty
+topic made anew, waiting for an HTTP server."""
 
 from __future__ import annotations
 
 import socket
+import time
 
+import httpx
 import pytest
 
 from infra.services.base import port_open
@@ -30,3 +33,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def recreate_topic(settings: Settings, topic: str) -> None:
+    """Delete a one-partition topic and create it again, empty (a topic cannot drop its tail otherwise)."""
+    from kafka.admin import NewTopic
+
+    from infra.adapters.kafka import make_admin
+
+    admin = make_admin(settings)
+    try:
+        admin.delete_topics([topic])
+        for attempt in range(40):
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])
+                return
+            except Exception:  # noqa: BLE001 - the deletion is still under way
+                time.sleep(0.25 * (attempt + 1))
+    finally:
+        admin.close()
+
+
+def wait_http(url: str, timeout_s: float = 60.0) -> None:
+    """Return once `url` answers 200; raise when it has not within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")

@@ -36,6 +36,7 @@ from infra.settings import REPO_ROOT, Settings  # noqa: E402
 from schemas import names  # noqa: E402
 from schemas.activity import MAX_BATCH, ActivityEvent  # noqa: E402
 from stream_jobs.simulate import Traffic  # noqa: E402
+from tests.support import wait_http  # noqa: E402
 
 PARTITIONS = 3
 GOAL_RATIO = 0.5
@@ -63,18 +64,6 @@ def batches(events: int, users: int, minutes: float) -> list[dict[str, Any]]:
     count = (events + MAX_BATCH - 1) // MAX_BATCH
     step = timedelta(minutes=minutes) / events
     return [{"events": batch} for batch in Traffic(users).batches(count, MAX_BATCH, start, step)]
-
-
-def wait_http(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def end_to_end(settings: Settings, bodies: list[dict[str, Any]], clients: int, tag: str) -> tuple[int, float]:

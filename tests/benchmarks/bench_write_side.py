@@ -37,6 +37,7 @@ from commands.auth import TokenService, jwt_secret  # noqa: E402
 from domain.listing import Listing  # noqa: E402
 from domain.money import Money  # noqa: E402
 from infra.settings import Settings, get_settings  # noqa: E402
+from tests.support import wait_http  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 CALLERS = int(os.environ.get("BENCH_CALLERS", "64"))
@@ -102,7 +103,7 @@ def http_api(settings: Settings, name: str) -> float:
     port = 18_000 + os.getpid() % 1000
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), name])
     try:
-        wait_for(f"http://127.0.0.1:{port}/health")
+        wait_http(f"http://127.0.0.1:{port}/health")
         token = TokenService(jwt_secret(settings), 3600).issue(SELLER, "seller")
         headers = {"Authorization": f"Bearer {token}"}
         body = {"kind": "goods", "title": "Benchmark lamp", "category": "lamps",
@@ -118,18 +119,6 @@ def http_api(settings: Settings, name: str) -> float:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_for(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def serve(port: int, name: str) -> None:

@@ -58,7 +58,7 @@ from domain.trust import TrustScore
 from domain.user import User
 from domain.wallet import PLATFORM_OWNER_ID, Wallet
 from infra.settings import Settings
-from tests.support import require_services
+from tests.support import recreate_topic, require_services
 
 pytestmark = pytest.mark.integration
 
@@ -812,26 +812,12 @@ def publish_heads(settings: Settings, docs: list[dict[str, Any]], prefix: str) -
 def test_deleted_checkpoint_messages_and_deleted_head_rows_are_caught(
     services: Settings, signed: Log, kafka_prefix: str
 ) -> None:
-    from kafka.admin import NewTopic
-
     from commands.audit.kafka_source import read_checkpoints
-    from infra.adapters.kafka import make_admin
 
     publish_heads(services, signed.kept, kafka_prefix)
     assert verify(signed, published=read_checkpoints(services, kafka_prefix)).ok
     # The topic's latest messages deleted (a topic cannot drop its tail: recreate it without them).
-    topic = f"{kafka_prefix}audit.checkpoints"
-    admin = make_admin(services)
-    try:
-        admin.delete_topics([topic])
-        for attempt in range(40):
-            try:
-                admin.create_topics([NewTopic(topic, 1, 1)])
-                break
-            except Exception:  # noqa: BLE001 - the deletion is still under way
-                time.sleep(0.25 * (attempt + 1))
-    finally:
-        admin.close()
+    recreate_topic(services, f"{kafka_prefix}audit.checkpoints")
     publish_heads(services, signed.kept[:-2], kafka_prefix)
     report = verify(signed, published=read_checkpoints(services, kafka_prefix))
     gone = {p.head_size for p in report.problems if p.kind == "head-mismatch"}

@@ -36,7 +36,7 @@ from domain.wallet import Wallet
 from infra.settings import Settings
 from schemas import names
 from schemas.user import RegisterUser
-from tests.support import require_services
+from tests.support import recreate_topic, require_services
 
 
 def token_headers(settings: Settings, marketplace: Marketplace, role: str) -> dict[str, str]:
@@ -161,24 +161,6 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _recreate_topic(settings: Settings, topic: str) -> None:
-    from kafka.admin import NewTopic
-
-    from infra.adapters.kafka import make_admin
-
-    admin = make_admin(settings)
-    try:
-        admin.delete_topics([topic])
-        for attempt in range(40):
-            try:
-                admin.create_topics([NewTopic(topic, 1, 1)])
-                return
-            except Exception:  # noqa: BLE001 - the deletion is still under way
-                time.sleep(0.25 * (attempt + 1))
-    finally:
-        admin.close()
-
-
 @pytest.fixture
 def platform(settings: Settings) -> Iterator[dict[str, Any]]:
     """A log of its own (schema, topics), its relay's settings and a command API serving it over HTTP."""
@@ -266,7 +248,7 @@ def test_the_witness_keeps_a_live_platform_s_heads_then_refuses_a_tampered_one(
     finally:
         refusing.close()
     # With Kafka's copy of the heads gone too, the relay signs the forged log from there on.
-    _recreate_topic(settings, f"{platform['prefix']}{names.CHECKPOINTS_TOPIC}")
+    recreate_topic(settings, f"{platform['prefix']}{names.CHECKPOINTS_TOPIC}")
     with relaying(relay()):
         _open_wallets(app, 2)
         _wait(_signed_up_to(source, source.count()), 30, "a head over the forged log")
