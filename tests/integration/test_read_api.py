@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 
 from commands.auth import TokenService, jwt_secret
 from commands.relay import POSITIONS_DDL
+from domain.licence import Licence
 from infra.adapters.search import DocWrite, SearchPort
 from infra.settings import Settings
 from projections.checkpoints import CHECKPOINTS_DDL
@@ -626,10 +627,33 @@ def test_licence_check_access(client: TestClient, tokens: TokenService) -> None:
     assert client.get(f"/v1/licences/{uid()}/check", headers=bearer(tokens, ADMIN, "admin")).status_code == 404
 
 
-def test_licence_rules_match_the_domain_at_the_expiry_instant() -> None:
-    assert decide("active", NOW, None, 0, NOW) == "expired"  # from expires_at on, as Licence.check
-    assert decide("active", NOW, None, 0, NOW - timedelta(seconds=1)) == "ok"
-    assert decide("revoked", NOW - timedelta(days=1), 5, 5, NOW) == "revoked"  # revocation wins
+def domain_licence(kind: str, status: str, used: int) -> Licence:
+    """A licence brought to `status` through its own events: issued a day before NOW, used `used` units."""
+    issued = NOW - timedelta(days=1)
+    licence = Licence.issue(licence_id=uid(), listing_id=uid(), licensee_id=uid(), kind=kind, now=issued,
+                            expires_at=NOW if kind == "time_limited" else None,
+                            quota=10 if kind == "usage_metered" else None)
+    if used:
+        licence.record_usage(units=used, at=issued, now=issued)
+    if status == "revoked":
+        licence.revoke(reason="terms broken", now=issued)
+    elif status == "expired":
+        licence.expire(now=NOW)
+    return licence
+
+
+@pytest.mark.parametrize(("kind", "status", "used"), [
+    ("perpetual", "active", 0), ("perpetual", "revoked", 4), ("time_limited", "active", 0),
+    ("time_limited", "expired", 0), ("time_limited", "revoked", 0), ("usage_metered", "active", 3),
+    ("usage_metered", "active", 10), ("usage_metered", "revoked", 10),
+])
+def test_the_read_side_licence_rule_answers_as_the_domain_s_licence_check(kind: str, status: str, used: int) -> None:
+    licence = domain_licence(kind, status, used)
+    assert licence.status.value == status
+    # Around the expiry instant (NOW) too: expiry counts from expires_at on, on both sides.
+    for now in (NOW - timedelta(days=1), NOW - timedelta(microseconds=1), NOW, NOW + timedelta(days=30)):
+        read_side = decide(licence.status.value, licence.expires_at, licence.quota, licence.used, now)
+        assert read_side == licence.check(now).reason, (kind, status, used, now)
 
 
 def test_trust_is_public(client: TestClient) -> None:

@@ -1,7 +1,8 @@
 """Random command sequences over wallets, listings and orders: money is conserved, logs replay exactly.
 
-Amounts reach up to `MAX_MINOR_UNITS`: no wallet ever holds more, and a move that would overfill one is
-refused whole (nothing half-written).
+Three currencies, amounts anywhere up to `MAX_MINOR_UNITS` (no wallet ever holds more, and a move that
+would overfill one is refused whole), unicode texts, and listings drafted and published between the
+orders, payments and disputes of others. A wallet in another currency than the listing's is refused.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ USERS = [UUID(int=i) for i in range(1, 5)]
 CREATOR = UUID(int=9)
 ADMIN = UUID(int=10)
 EUR = "EUR"
-# (seller index, kind, price, royalty bps, creator) for the listings on sale.
+CURRENCIES = (EUR, "USD", "JPY")
+OWNERS = [*USERS, CREATOR, PLATFORM_OWNER_ID]
+# (seller index, kind, price, currency, royalty bps, creator) for the listings on sale from the start.
 LISTINGS = [
-    (0, "goods", 12_345, 0, None),
-    (1, "dataset", 999, 500, CREATOR),
-    (2, "goods", 1, 1_000, USERS[3]),
-    (3, "dataset", MAX_MINOR_UNITS, 0, None),
+    (0, "goods", 12_345, EUR, 0, None),
+    (1, "dataset", 999, "USD", 500, CREATOR),
+    (2, "goods", 1, "JPY", 1_000, USERS[3]),
+    (3, "dataset", MAX_MINOR_UNITS, EUR, 0, None),
 ]
 
 users = st.sampled_from(USERS)
@@ -41,7 +44,11 @@ users = st.sampled_from(USERS)
 mostly_seller = st.sampled_from(["seller", "seller", "seller", "buyer", "other"])
 mostly_buyer = st.sampled_from(["buyer", "buyer", "buyer", "seller", "other"])
 amounts = st.one_of(st.integers(min_value=1, max_value=30_000),
-                    st.integers(min_value=MAX_MINOR_UNITS - 30_000, max_value=MAX_MINOR_UNITS))
+                    st.integers(min_value=MAX_MINOR_UNITS - 30_000, max_value=MAX_MINOR_UNITS),
+                    st.integers(min_value=1, max_value=MAX_MINOR_UNITS))
+currencies = st.sampled_from(CURRENCIES)
+# Any unicode but lone surrogates (which no JSON text can carry): references, titles, reasons, notes.
+texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)
 
 
 class EscrowMachine(RuleBasedStateMachine):
@@ -51,11 +58,11 @@ class EscrowMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = 0
         self.log: list[Any] = []
-        self.deposited = 0
-        self.withdrawn = 0
+        self.deposited = dict.fromkeys(CURRENCIES, 0)
+        self.withdrawn = dict.fromkeys(CURRENCIES, 0)
         self.seen_versions: dict[UUID, int] = {}
         self.live: dict[UUID, ChainedAggregate] = {}
-        self.wallets: dict[UUID, Wallet] = {}
+        self.wallets: dict[tuple[UUID, str], Wallet] = {}
         self.listings: list[Listing] = []
         self.orders: list[Order] = []
 
@@ -82,53 +89,70 @@ class EscrowMachine(RuleBasedStateMachine):
 
     @initialize()
     def open_wallets_and_listings(self) -> None:
-        for owner in [*USERS, CREATOR, PLATFORM_OWNER_ID]:
-            wallet = Wallet.open(owner_id=owner, currency=EUR, now=self.now())
-            self.wallets[owner] = wallet
-            self.save(wallet)
-        for n, (seller, kind, price, royalty, creator) in enumerate(LISTINGS):
-            item = Listing.draft(
-                listing_id=UUID(int=1_000 + n),
-                seller_id=USERS[seller],
-                kind=kind,
-                title=f"item {n}",
-                description="",
-                category="misc",
-                price=Money(price, EUR),
-                creator_id=creator,
-                royalty_bps=royalty,
-                now=self.now(),
-            )
-            item.publish(now=self.now())
-            self.listings.append(item)
-            self.save(item)
+        for owner in OWNERS:
+            for currency in CURRENCIES:
+                wallet = Wallet.open(owner_id=owner, currency=currency, now=self.now())
+                self.wallets[owner, currency] = wallet
+                self.save(wallet)
+        for seller, kind, price, currency, royalty, creator in LISTINGS:
+            self.publish_listing(USERS[seller], kind, Money(price, currency), royalty, creator, "item", "")
 
-    @rule(user=users, amount=amounts)
-    def deposit(self, user: UUID, amount: int) -> None:
-        wallet = self.wallets[user]
+    def publish_listing(self, seller: UUID, kind: str, price: Money, royalty: int, creator: UUID | None,
+                        title: str, description: str) -> None:
+        item = Listing.draft(
+            listing_id=UUID(int=1_000 + len(self.listings)), seller_id=seller, kind=kind, title=title,
+            description=description, category="misc", price=price, creator_id=creator, royalty_bps=royalty,
+            now=self.now(),
+        )
+        item.publish(now=self.now())
+        self.listings.append(item)
+        self.save(item)
+
+    @rule(seller=users, kind=st.sampled_from(["goods", "dataset"]), amount=amounts, currency=currencies,
+          creator=st.sampled_from([None, CREATOR, *USERS]), royalty=st.integers(0, 5_000), title=texts,
+          description=texts)
+    def list_another_item(self, seller: UUID, kind: str, amount: int, currency: str, creator: UUID | None,
+                          royalty: int, title: str, description: str) -> None:
+        """A listing drafted and published between other commands, in any currency, titled in any script."""
+        self.publish_listing(seller, kind, Money(amount, currency), royalty if creator else 0, creator, title,
+                             description)
+
+    @rule(user=users, amount=amounts, currency=currencies, reference=texts)
+    def deposit(self, user: UUID, amount: int, currency: str, reference: str) -> None:
+        wallet = self.wallets[user, currency]
         room = MAX_MINOR_UNITS - wallet.total.amount
         try:
-            wallet.deposit(amount=Money(amount, EUR), reference="psp", now=self.now())
+            wallet.deposit(amount=Money(amount, currency), reference=reference, now=self.now())
         except DomainError as refused:
             assert refused.code == "wallet.balance_limit" and amount > room
             assert not wallet.pending_events
             return
-        self.deposited += amount
-        self.save(self.wallets[user])
+        self.deposited[currency] += amount
+        self.save(wallet)
 
-    @rule(user=users, amount=amounts)
-    def withdraw(self, user: UUID, amount: int) -> None:
+    @rule(user=users, amount=amounts, currency=currencies, reference=texts)
+    def withdraw(self, user: UUID, amount: int, currency: str, reference: str) -> None:
+        wallet = self.wallets[user, currency]
         try:
-            self.wallets[user].withdraw(amount=Money(amount, EUR), reference="payout", now=self.now())
+            wallet.withdraw(amount=Money(amount, currency), reference=reference, now=self.now())
         except DomainError:
+            assert amount > wallet.available_amount and not wallet.pending_events
             return
-        self.withdrawn += amount
-        self.save(self.wallets[user])
+        self.withdrawn[currency] += amount
+        self.save(wallet)
 
-    @rule(buyer=users, index=st.integers(0, len(LISTINGS) - 1), fee_bps=st.integers(0, 3_000))
-    def place_order(self, buyer: UUID, index: int, fee_bps: int) -> None:
-        listing, wallet = self.listings[index], self.wallets[buyer]
+    @rule(buyer=users, data=st.data(), fee_bps=st.integers(0, 3_000),
+          wallet_currency=st.sampled_from(["listing's", "listing's", "listing's", *CURRENCIES]))
+    def place_order(self, buyer: UUID, data: st.DataObject, fee_bps: int, wallet_currency: str) -> None:
+        listing = self.listings[data.draw(st.integers(0, len(self.listings) - 1))]
+        currency = listing.price.currency if wallet_currency == "listing's" else wallet_currency
+        wallet = self.wallets[buyer, currency]
         order_id = UUID(int=10_000 + len(self.orders))
+        if currency != listing.price.currency:  # a wallet in another currency never pays for it
+            self.refused(lambda: escrow.place_order(order_id=order_id, listing=listing, buyer_id=buyer,
+                                                    buyer_wallet=wallet, fee_bps=fee_bps, now=self.now()),
+                         [listing, wallet])
+            return
 
         def use_case() -> escrow.EscrowResult:
             result = escrow.place_order(
@@ -144,12 +168,24 @@ class EscrowMachine(RuleBasedStateMachine):
 
         self.attempt(use_case, [listing, wallet])
 
+    def refused(self, use_case: Any, involved: list[ChainedAggregate]) -> None:
+        """A use case that must be refused, leaving everything it touched as it was."""
+        versions = [agg.version for agg in involved]
+        try:
+            use_case()
+        except DomainError:
+            assert [agg.version for agg in involved] == versions
+            assert all(not agg.pending_events for agg in involved)
+        else:
+            raise AssertionError("a use case that must be refused went through")
+
     def _wallets_for(self, order: Order) -> dict[str, Any]:
+        currency = order.price.currency
         return {
-            "buyer_wallet": self.wallets[order.buyer_id],
-            "seller_wallet": self.wallets[order.seller_id],
-            "platform_wallet": self.wallets[PLATFORM_OWNER_ID],
-            "creator_wallet": self.wallets[order.creator_id] if order.creator_id else None,
+            "buyer_wallet": self.wallets[order.buyer_id, currency],
+            "seller_wallet": self.wallets[order.seller_id, currency],
+            "platform_wallet": self.wallets[PLATFORM_OWNER_ID, currency],
+            "creator_wallet": self.wallets[order.creator_id, currency] if order.creator_id else None,
         }
 
     def _involved(self, order: Order) -> list[ChainedAggregate]:
@@ -179,16 +215,16 @@ class EscrowMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.orders)
-    @rule(data=st.data(), by=st.sampled_from(["buyer", "seller", "other"]))
-    def cancel(self, data: st.DataObject, by: str) -> None:
+    @rule(data=st.data(), by=st.sampled_from(["buyer", "seller", "other"]), reason=texts)
+    def cancel(self, data: st.DataObject, by: str, reason: str) -> None:
         order = self.orders[data.draw(st.integers(0, len(self.orders) - 1))]
         listing = next(x for x in self.listings if x.id == order.listing_id)
         self.attempt(
             lambda: escrow.cancel(
                 order,
                 by=self._actor(order, by),
-                reason="changed mind",
-                buyer_wallet=self.wallets[order.buyer_id],
+                reason=reason,
+                buyer_wallet=self.wallets[order.buyer_id, order.price.currency],
                 listing=listing,
                 now=self.now(),
             ),
@@ -196,19 +232,19 @@ class EscrowMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.orders)
-    @rule(data=st.data(), by=st.sampled_from(["buyer", "seller", "other"]))
-    def open_dispute(self, data: st.DataObject, by: str) -> None:
+    @rule(data=st.data(), by=st.sampled_from(["buyer", "seller", "other"]), reason=texts)
+    def open_dispute(self, data: st.DataObject, by: str, reason: str) -> None:
         order = self.orders[data.draw(st.integers(0, len(self.orders) - 1))]
         try:
-            order.open_dispute(by=self._actor(order, by), reason="not as described", now=self.now())
+            order.open_dispute(by=self._actor(order, by), reason=reason, now=self.now())
         except DomainError:
             assert not order.pending_events
             return
         self.save(order)
 
     @precondition(lambda self: self.orders)
-    @rule(data=st.data(), outcome=st.sampled_from(["refund", "release"]))
-    def resolve_dispute(self, data: st.DataObject, outcome: str) -> None:
+    @rule(data=st.data(), outcome=st.sampled_from(["refund", "release"]), note=texts)
+    def resolve_dispute(self, data: st.DataObject, outcome: str, note: str) -> None:
         order = self.orders[data.draw(st.integers(0, len(self.orders) - 1))]
         listing = next(x for x in self.listings if x.id == order.listing_id)
         self.attempt(
@@ -216,7 +252,7 @@ class EscrowMachine(RuleBasedStateMachine):
                 order,
                 outcome=outcome,
                 resolver_id=ADMIN,
-                note="decided",
+                note=note,
                 listing=listing,
                 now=self.now(),
                 **self._wallets_for(order),
@@ -228,9 +264,10 @@ class EscrowMachine(RuleBasedStateMachine):
         return {"buyer": order.buyer_id, "seller": order.seller_id}.get(by, ADMIN)
 
     @invariant()
-    def money_is_conserved(self) -> None:
-        total = sum(w.available.amount + w.held.amount for w in self.wallets.values())
-        assert total == self.deposited - self.withdrawn
+    def money_is_conserved_in_each_currency(self) -> None:
+        for currency in CURRENCIES:
+            total = sum(w.available.amount + w.held.amount for (_, c), w in self.wallets.items() if c == currency)
+            assert total == self.deposited[currency] - self.withdrawn[currency], currency
         assert all(
             w.available_amount >= 0 and all(h > 0 for h in w.holds.values()) for w in self.wallets.values()
         )
@@ -240,9 +277,10 @@ class EscrowMachine(RuleBasedStateMachine):
         assert all(w.total.amount <= MAX_MINOR_UNITS for w in self.wallets.values())
 
     @invariant()
-    def holds_match_open_escrows(self) -> None:
-        held = sum(w.held.amount for w in self.wallets.values())
-        assert held == sum(o.price.amount for o in self.orders if o.funds_held)
+    def holds_match_open_escrows_in_each_currency(self) -> None:
+        for currency in CURRENCIES:
+            held = sum(w.held.amount for (_, c), w in self.wallets.items() if c == currency)
+            assert held == sum(o.price.amount for o in self.orders if o.funds_held and o.price.currency == currency)
 
     @invariant()
     def versions_only_grow(self) -> None:
