@@ -9,6 +9,8 @@ leaves, sending, waiting for every acknowledgement, recording the position and s
 messages the relay sends, mapped beforehand outside the timing, then one flush. Both run in this process
 after `gc.freeze()`, as `bazaar relay` does after start-up; the order alternates between rounds. CPU per
 event counts every thread of the process: on a small machine both sides are bound by it.
+After each relay round (outside the timing) the topic is read from where that round began: it must hold
+every stored event exactly once (by notification id), or the bench stops with an error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from kafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -33,9 +36,9 @@ from commands.messages import to_message  # noqa: E402
 from commands.relay import Relay  # noqa: E402
 from domain.money import Money  # noqa: E402
 from domain.wallet import Wallet  # noqa: E402
-from infra.adapters.kafka import make_admin, make_producer  # noqa: E402
+from infra.adapters.kafka import make_admin, make_consumer, make_producer  # noqa: E402
 from infra.settings import Settings  # noqa: E402
-from schemas.messages import EventMessage  # noqa: E402
+from schemas.messages import EventMessage, header_value  # noqa: E402
 
 EVENTS_PER_WALLET = 20
 GOAL = 0.7
@@ -112,15 +115,54 @@ def relay_run(
         batch_size=batch_size,
         progress_interval_s=60,
     )
+    topic = f"{prefix}wallet"
+    start = end_offsets(settings, topic)
     try:
         assert relay.acquire()
         gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
         published = relay.publish_available()
         relay.checkpoint()
-        return Result("relay", published, time.perf_counter() - started, time.process_time() - cpu)
+        result = Result("relay", published, time.perf_counter() - started, time.process_time() - cpu)
     finally:
         relay.close()
+    check_every_event_published(app, settings, topic, start)
+    return result
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[TopicPartition, int]:
+    """The topic's end offset per partition now."""
+    consumer = make_consumer(settings, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return dict(consumer.end_offsets(partitions))
+    finally:
+        consumer.close()
+
+
+def check_every_event_published(app: Marketplace, settings: Settings, topic: str,
+                                start: dict[TopicPartition, int]) -> None:
+    """The records after `start` are the stored events, each exactly once; raise otherwise."""
+    stored = [n.id for n in app.recorder.select_notifications(0, 10**9, inclusive_of_start=False)]
+    consumer = make_consumer(settings, group_id=None)
+    seen: list[int] = []
+    try:
+        consumer.assign(list(start))
+        for partition, offset in start.items():
+            consumer.seek(partition, offset)
+        end = consumer.end_offsets(list(start))
+        deadline = time.monotonic() + 120
+        while any(consumer.position(tp) < end[tp] for tp in start):
+            if time.monotonic() > deadline:
+                raise RuntimeError("reading back what the relay published took over 120 s")
+            for records in consumer.poll(timeout_ms=500, max_records=10_000).values():
+                seen.extend(int(header_value(r.headers, "notification_id") or 0) for r in records)
+    finally:
+        consumer.close()
+    if sorted(seen) != stored:
+        missing, extra = len(set(stored) - set(seen)), len(seen) - len(set(seen))
+        raise RuntimeError(f"the relay published {len(seen)} records for {len(stored)} stored events "
+                           f"({missing} missing, {extra} repeated)")
 
 
 @contextmanager
@@ -173,6 +215,7 @@ def main() -> None:
                 relay = relay_run(app, settings, prefix, conninfo, round_no, args.batch)
                 bare = bare_producer(settings, app, prefix)
             rows.append((bare, relay))
+    print(f"every relay round published each of the {args.events} stored events exactly once")
     print_table(rows)
 
 
