@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from commands.application import Change, Idempotency, Marketplace, request_fingerprint
 from commands.audit.http import router as audit_router
+from commands.boost_routes import router as boost_router
 from commands.deps import Actor, App, IdempotencyKey, IfMatch
 from commands.errors import install_error_handlers
 from commands.handlers import licences, listings, orders, trust, users, wallets
@@ -288,6 +289,7 @@ def create_app(settings: Settings, marketplace: Marketplace | None = None) -> Fa
     install_error_handlers(api)
     api.include_router(router)
     api.include_router(audit_router)
+    api.include_router(boost_router)
 
     @api.get("/health", tags=["ops"])
     def health() -> dict[str, str]:

@@ -52,6 +52,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     listing.ListingCurrencyChangeError: CONFLICT,
     listing.InvalidListingError: MALFORMED,
     listing.NotListingOwnerError: FORBIDDEN,
+    listing.AutoBoostOffError: CONFLICT,
     order.OrderError: CONFLICT,
     order.InvalidOrderTransitionError: CONFLICT,
     order.SelfPurchaseError: CONFLICT,

@@ -96,6 +96,12 @@ class ListingCurrencyChangeError(ListingError):
     code = "listing.currency_change"
 
 
+class AutoBoostOffError(ListingError):
+    """An automatic boost needs the seller to have enabled auto-boost on the listing."""
+
+    code = "listing.auto_boost_off"
+
+
 class NotListingOwnerError(NotPartyError):
     """Only the listing's seller may do this."""
 
@@ -156,6 +162,7 @@ class Listing(ChainedAggregate):
         self.status = ListingStatus.DRAFT
         self.enrichment: dict[str, Any] | None = None
         self.boosted_until: datetime | None = None
+        self.auto_boost = False
         self.suspension_reason: str | None = None
         self.sold_order_id: UUID | None = None
 
@@ -203,6 +210,11 @@ class Listing(ChainedAggregate):
         self.check_published()
         if currency != self.price.currency:
             raise ListingCurrencyChangeError(f"listing is priced in {self.price.currency}")
+
+    def check_auto_boost_enabled(self) -> None:
+        """The auto-boost agent may boost only listings whose seller enabled it."""
+        if not self.auto_boost:
+            raise AutoBoostOffError(listing_id=self.id)
 
     def check_open(self) -> None:
         """Sold and withdrawn listings are closed for good."""
@@ -319,6 +331,24 @@ class Listing(ChainedAggregate):
         if until <= now:
             raise InvalidListingError("a boost must end in the future")
         self._trigger(self.Boosted, now, until=until, source=source)
+
+    class AutoBoostEnabled(Event):
+        """The seller let the auto-boost agent promote the listing when it outperforms its category."""
+
+        def apply(self, aggregate: Listing) -> None:
+            aggregate.auto_boost = True
+
+    class AutoBoostDisabled(Event):
+        """The seller withdrew the auto-boost agent's permission (boosts already granted run out)."""
+
+        def apply(self, aggregate: Listing) -> None:
+            aggregate.auto_boost = False
+
+    def set_auto_boost(self, *, enabled: bool, now: datetime) -> None:
+        """Enable or disable auto-boost on an open listing (a repeat records the seller's choice again)."""
+        check_aware(now)
+        self.check_open()
+        self._trigger(self.AutoBoostEnabled if enabled else self.AutoBoostDisabled, now)
 
     class Suspended(Event):
         """Trust and safety suspended the listing (suspected fraud)."""

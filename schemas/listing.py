@@ -113,6 +113,20 @@ class ListingBoosted(_ListingEvent):
     source: str
 
 
+class ListingAutoBoostEnabled(_ListingEvent):
+    """The seller let the auto-boost agent promote the listing."""
+
+    schema_name: ClassVar[str] = "ListingAutoBoostEnabled"
+    event_type: ClassVar[str] = "Listing.AutoBoostEnabled"
+
+
+class ListingAutoBoostDisabled(_ListingEvent):
+    """The seller withdrew the auto-boost agent's permission."""
+
+    schema_name: ClassVar[str] = "ListingAutoBoostDisabled"
+    event_type: ClassVar[str] = "Listing.AutoBoostDisabled"
+
+
 class ListingSuspended(_ListingEvent):
     """The listing was suspended (suspected fraud)."""
 
@@ -247,6 +261,15 @@ class BoostListing(CommandSchema):
     source: Literal["auto", "paid"]
 
 
+class SetAutoBoost(CommandSchema):
+    """Let the auto-boost agent promote the listing when it outperforms its category (or stop it)."""
+
+    schema_name: ClassVar[str] = "SetAutoBoost"
+
+    listing_id: UUID
+    enabled: bool
+
+
 class SuspendListing(CommandSchema):
     """Suspend a listing for fraud review (trust and safety)."""
 
@@ -275,8 +298,9 @@ class WithdrawListing(CommandSchema):
 EVENTS: tuple[type[EventSchema], ...] = (
     ListingDraftedV1, ListingDrafted, ListingRevised, ListingPublished, ListingPriceChanged, ListingEnriched,
     ListingBoosted, ListingSuspended, ListingReinstated, ListingSold, ListingRelisted, ListingWithdrawn,
+    ListingAutoBoostEnabled, ListingAutoBoostDisabled,
 )
 COMMANDS: tuple[type[CommandSchema], ...] = (
     DraftListing, ReviseListing, PublishListing, ChangeListingPrice, EnrichListing, BoostListing,
-    SuspendListing, ReinstateListing, WithdrawListing,
+    SuspendListing, ReinstateListing, WithdrawListing, SetAutoBoost,
 )

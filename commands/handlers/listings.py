@@ -10,11 +10,13 @@ from commands.handlers import require_role
 from domain.listing import Listing
 from domain.money import Money
 from schemas.listing import (
+    BoostListing,
     ChangeListingPrice,
     DraftListing,
     EnrichListing,
     PublishListing,
     ReviseListing,
+    SetAutoBoost,
     SuspendListing,
     WithdrawListing,
 )
@@ -77,3 +79,18 @@ def suspend_listing(app: Marketplace, actor: Principal, cmd: SuspendListing) -> 
     listing = app.load(Listing, cmd.listing_id)
     listing.suspend(reason=cmd.reason, now=app.now())
     return Change(listing, body={"status": listing.status.value})
+
+
+def set_auto_boost(app: Marketplace, actor: Principal, cmd: SetAutoBoost) -> Change:
+    listing = _owned(app, actor, cmd.listing_id, None)
+    listing.set_auto_boost(enabled=cmd.enabled, now=app.now())
+    return Change(listing, body={"auto_boost": listing.auto_boost})
+
+
+def boost_listing(app: Marketplace, actor: Principal, cmd: BoostListing) -> Change:
+    require_role(actor, "admin")  # the auto-boost agent's service token, or trust and safety
+    listing = app.load(Listing, cmd.listing_id)
+    if cmd.source == "auto":
+        listing.check_auto_boost_enabled()
+    listing.boost(until=cmd.until, source=cmd.source, now=app.now())
+    return Change(listing, body={"boosted_until": cmd.until.isoformat()})

@@ -24,7 +24,7 @@ EXPECTED = {
     "listing.error": 409, "listing.not_published": 409, "listing.sold": 409, "listing.not_editable": 409,
     "listing.not_draft": 409,
     "listing.not_suspended": 409, "listing.not_sold": 409, "listing.closed": 409, "listing.currency_change": 409,
-    "listing.invalid": 422, "listing.not_owner": 403,
+    "listing.invalid": 422, "listing.not_owner": 403, "listing.auto_boost_off": 409,
     "order.error": 409, "order.invalid_transition": 409, "order.self_purchase": 409, "order.invalid": 422,
     "order.not_party": 403,
     "licence.error": 409, "licence.revoked": 409, "licence.expired": 409, "licence.quota_exceeded": 409,
