@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -128,6 +129,10 @@ CASES: dict[str, Callable[[World], Prepared]] = {
         listing_id=lid, model_id="clip", model_version="1"), admin=True, pinnable=False),
     "suspend_listing": _on_listing(listings.suspend_listing, lambda lid: lst.SuspendListing(
         listing_id=lid, reason="fraud"), admin=True, pinnable=False),
+    "set_auto_boost": _on_listing(listings.set_auto_boost, lambda lid: lst.SetAutoBoost(
+        listing_id=lid, enabled=True), pinnable=False),
+    "boost_listing": _on_listing(listings.boost_listing, lambda lid: lst.BoostListing(
+        listing_id=lid, until=T0 + timedelta(days=3650), source="paid"), admin=True, pinnable=False),
     "place_order": _place,
     "ship_order": _on_order(orders.ship_order, lambda oid: odr.ShipOrder(order_id=oid), "funds_held", "seller"),
     "confirm_delivery": _on_order(orders.confirm_delivery, lambda oid: odr.ConfirmDelivery(order_id=oid),
