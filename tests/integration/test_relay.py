@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,7 +38,7 @@ from commands.audit.keys import public_key
 from commands.audit.merkle import MerkleLog, leaf_hash, verify_consistency
 from commands.audit.signing import SignatureError, SignedTreeHead, generate_private_key, verify_tree_head
 from commands.audit.tree import TREE_TABLE
-from commands.relay import POSITIONS_TABLE, IntegrityError, Relay
+from commands.relay import LOCK_KEY_PREFIX, POSITIONS_TABLE, IntegrityError, LockLostError, Relay
 from domain.chain import event_hash
 from domain.money import Money
 from domain.wallet import Wallet
@@ -479,6 +479,7 @@ def test_kill_9_mid_run_then_restart_delivers_everything(iso: Isolated) -> None:
     assert delivery.ahead == 0
     assert_complete(delivery, iso)
     assert len(records) == 10_000 + delivery.duplicates
+    assert delivery.duplicates <= 2 * 500  # at most the two batches in flight (pipeline_depth 2)
     assert all(count <= 1 for count in rewinds_per_partition(records).values())
     assert iso.position() == (total, 10_000)
     assert_heads_match_store(iso, stored_heads(iso))
@@ -539,6 +540,7 @@ def test_two_relays_never_interleave_and_the_other_takes_over(iso: Isolated) -> 
     assert delivery.ahead == 0
     assert_complete(delivery, iso)
     assert all(count <= 1 for count in rewinds_per_partition(records).values())
+    assert delivery.duplicates <= 2 * 250  # at most the killed relay's two batches in flight
     assert iso.position()[1] == 10_000
     print(f"active relay killed at notification {killed_at}; {delivery.duplicates} re-published")
 
@@ -620,3 +622,71 @@ def test_a_head_published_but_not_stored_before_a_crash_is_stored_on_restart(iso
     finally:
         restarted.close()
     assert stored_heads(iso)[-1][0] == last
+
+
+def test_a_relay_that_lost_its_lock_cannot_move_the_position(iso: Isolated) -> None:
+    iso.open_wallets(20, deposits=4)  # 100 events
+    stale = iso.relay(batch_size=40)
+    successor = iso.relay(batch_size=40)
+    try:
+        assert stale.acquire()
+        stale.publish_available()
+        assert iso.position() == (iso.last_notification_id(), 100)
+        # The lock goes while the stale relay's session lives on and it still believes it holds it.
+        assert stale._conn is not None
+        stale._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (LOCK_KEY_PREFIX + "test",))
+        iso.open_wallets(10, deposits=4)  # 50 more, published by the successor
+        assert successor.acquire()
+        successor.publish_available()
+        taken_over = iso.position()
+        assert taken_over == (iso.last_notification_id(), 150)
+        iso.open_wallets(10, deposits=4)  # 50 more, which the stale relay tries to publish first
+
+        with pytest.raises(LockLostError, match="moved by another relay"):
+            stale.publish_available()
+        assert iso.position() == taken_over  # neither position nor tree size moved
+        assert_stored_tree_is_the_store_s(iso, 150)  # nor did its tree nodes land
+
+        successor.publish_available()
+    finally:
+        stale.close()
+        successor.close()
+    assert iso.position() == (iso.last_notification_id(), 200)
+    assert_stored_tree_is_the_store_s(iso, 200)
+    delivery = consume_in_version_order(read_topic(iso.settings, iso.wallet_topic))
+    assert_complete(delivery, iso)  # the stale relay's sends are repeats the consumer drops
+
+
+def test_a_crashed_relay_s_successor_re_publishes_at_most_its_two_batches_in_flight(iso: Isolated) -> None:
+    batch = 500
+    iso.open_wallets(300, deposits=19)  # 6,000 events
+    first = iso.spawn_relay("first", batch_size=batch)
+    try:
+        wait_for(lambda: iso.position()[0] >= 2_000, 60, "the first relay to publish 2,000 events")
+        first.proc.send_signal(signal.SIGSTOP)  # frozen mid-run: what it sent stays sent, nothing more goes
+        time.sleep(1.0)  # the broker appends what was already on the wire
+        positioned = iso.position()[0]
+        on_topic = read_topic(iso.settings, iso.wallet_topic)
+        ahead = [nid for nid in (int(header_value(r.headers, "notification_id") or 0) for r in on_topic)
+                 if nid > positioned]
+        first.kill()
+    finally:
+        if first.proc.poll() is None:
+            first.kill()
+    assert len(ahead) <= 2 * batch, f"{len(ahead)} events published past the stored position"
+
+    second = iso.spawn_relay("second", batch_size=batch)
+    try:
+        wait_for(caught_up(iso), 90, "the restarted relay to catch up")
+        assert second.terminate() == 0, second.output()
+    finally:
+        if second.proc.poll() is None:
+            second.kill()
+    records = read_topic(iso.settings, iso.wallet_topic)
+    delivery = consume_in_version_order(records)
+    assert_complete(delivery, iso)
+    repeated = [nid for nid, n in Counter(int(header_value(r.headers, "notification_id") or 0)
+                                          for r in records).items() if n > 1]
+    assert sorted(repeated) == sorted(ahead)  # exactly what was published past the position, once more
+    assert delivery.duplicates == len(ahead) <= 2 * batch
+    print(f"frozen at position {positioned}; {len(ahead)} events ahead of it, re-published once each")
