@@ -70,7 +70,8 @@ def enrich_listing(app: Marketplace, actor: Principal, cmd: EnrichListing) -> Ch
     require_role(actor, "admin")
     listing = app.load(Listing, cmd.listing_id)
     listing.enrich(model_id=cmd.model_id, model_version=cmd.model_version, embedding_ref=cmd.embedding_ref,
-                   condition_score=cmd.condition_score, image_hashes=list(cmd.image_hashes), now=app.now())
+                   condition_score=cmd.condition_score, image_hashes=list(cmd.image_hashes),
+                   quality_score=cmd.quality_score, now=app.now())
     return Change(listing)
 
 
