@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     trends_max_poll_records: int = 5000
     trends_ranking_ttl_5m_s: int = 3600
     trends_ranking_ttl_1h_s: int = 3 * 3600
+    # Auto-boost agent (stream_jobs/boost_agent.py): the rule's thresholds, how long a boost lasts after its
+    # window ends, and the command API it sends BoostListing to (empty: this host's command API port).
+    boost_min_views: int = 20
+    boost_min_peer_views: int = 20
+    boost_lift: float = 1.5
+    boost_duration_s: int = 3600
+    boost_command_api_url: str = ""
+    # The feed (read_api/queries/feed.py): how long a user's computed feed is cached in Redis.
+    feed_cache_ttl_s: int = 60
     # Enrichment worker (gpu_workers): consumer group, batch size per device, how long a batch may wait
     # to fill, command API calls in flight, attempts before the DLQ, its admin service account (an empty
     # password is generated once under home/secrets), its topic prefix (tests isolate theirs), and the

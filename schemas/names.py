@@ -31,6 +31,10 @@ RELAY_NAME = "main"
 
 # Redis key prefixes.
 TOKEN_GENERATION_KEY_PREFIX = "bazaar:token-generation:"
+# Auto-boost and the feed: promoted listings per segment (category), a user's recent activity, the cached feed.
+PROMOTED_KEY_PREFIX = "feed:promoted:"
+RECENT_ACTIVITY_KEY_PREFIX = "activity:recent:"
+FEED_CACHE_KEY_PREFIX = "feed:cache:"
 
 
 def topic(suffix: str, prefix: str = TOPIC_PREFIX) -> str:
